@@ -1,0 +1,114 @@
+import express, { type Request, type Response } from 'express';
+import { TroupeError } from '../core/errors';
+import { CreateSessionBody, EventsQuery, ListSessionsQuery, SendMessageBody } from '../core/schemas';
+import type { Logger } from '../lib/logger';
+import type { SessionService } from '../service/sessions';
+import { requireToken } from './auth';
+import { errorMiddleware, notFoundRoute, parseOr400 } from './errors';
+import { openApiDocument } from './openapi';
+
+export type Readiness = () => Promise<Record<string, { ok: boolean; error?: string }>>;
+
+const SSE_KEEPALIVE_MS = 15_000;
+
+/** Builds the Express app (no listening here, so tests can mount it on any port). */
+export function buildApp(deps: { sessions: SessionService; apiTokens: readonly string[]; logger: Logger; readiness: Readiness }) {
+  const { sessions, logger } = deps;
+  const app = express();
+  app.disable('x-powered-by');
+  app.set('query parser', 'simple');
+
+  app.use((req, res, next) => {
+    const started = process.hrtime.bigint();
+    res.on('finish', () => {
+      logger.info(
+        { method: req.method, path: req.path, status: res.statusCode, ms: Number(process.hrtime.bigint() - started) / 1e6, ...(req.params.id ? { sessionId: req.params.id } : {}) },
+        'request',
+      );
+    });
+    next();
+  });
+
+  app.get('/healthz', (_req, res) => {
+    res.json({ ok: true });
+  });
+  app.get('/readyz', async (_req, res) => {
+    const checks = await deps.readiness();
+    const ok = Object.values(checks).every((c) => c.ok);
+    res.status(ok ? 200 : 503).json({ ok, checks });
+  });
+  app.get('/openapi.json', (_req, res) => {
+    res.json(openApiDocument());
+  });
+
+  const v1 = express.Router();
+  v1.use(requireToken(deps.apiTokens));
+  v1.use(express.json({ limit: '1mb' }));
+
+  const sessionId = (req: Request) => String(req.params.id);
+
+  v1.post('/sessions', async (req, res) => {
+    const body = parseOr400(CreateSessionBody, req.body, 'body');
+    res.status(201).json(await sessions.start(body));
+  });
+  v1.get('/sessions', async (req, res) => {
+    res.json(await sessions.list(parseOr400(ListSessionsQuery, req.query, 'query')));
+  });
+  v1.get('/sessions/:id', async (req, res) => {
+    res.json(await sessions.get(sessionId(req)));
+  });
+  v1.post('/sessions/:id/messages', async (req, res) => {
+    const body = parseOr400(SendMessageBody, req.body, 'body');
+    res.status(202).json(await sessions.sendMessage(sessionId(req), body.content));
+  });
+  v1.post('/sessions/:id/cancel', async (req, res) => {
+    res.status(202).json(await sessions.cancel(sessionId(req)));
+  });
+  v1.post('/sessions/:id/close', async (req, res) => {
+    res.status(202).json(await sessions.close(sessionId(req)));
+  });
+  v1.get('/sessions/:id/events', async (req, res) => {
+    await streamEvents(req, res);
+  });
+
+  async function streamEvents(req: Request, res: Response) {
+    const id = sessionId(req);
+    const query = parseOr400(EventsQuery, req.query, 'query');
+    const lastEventId = req.get('last-event-id');
+    let after = query.after ?? 0;
+    if (lastEventId !== undefined) {
+      if (!/^\d+$/.test(lastEventId.trim())) {
+        throw new TroupeError('bad_request', 'Last-Event-ID must be a non-negative integer', [{ path: 'Last-Event-ID', message: 'not an integer' }]);
+      }
+      after = Number(lastEventId.trim());
+    }
+    await sessions.get(id); // 404 before any stream headers
+    res.status(200).set({
+      'Content-Type': 'text/event-stream; charset=utf-8',
+      'Cache-Control': 'no-cache, no-transform',
+      Connection: 'keep-alive',
+      'X-Accel-Buffering': 'no',
+    });
+    res.flushHeaders();
+    const abort = new AbortController();
+    res.on('close', () => abort.abort());
+    const keepalive = setInterval(() => res.write(': keepalive\n\n'), SSE_KEEPALIVE_MS);
+    try {
+      for await (const event of sessions.events(id, after, abort.signal)) {
+        const ok = res.write(`id: ${event.seq}\nevent: ${event.type}\ndata: ${JSON.stringify(event)}\n\n`);
+        if (!ok) await new Promise((resolve) => res.once('drain', resolve));
+      }
+    } catch (err) {
+      logger.error({ sessionId: id, err }, 'event stream failed');
+      res.write(`event: error\ndata: ${JSON.stringify({ error: { code: 'internal', message: 'event stream failed' } })}\n\n`);
+    } finally {
+      clearInterval(keepalive);
+      res.end();
+    }
+  }
+
+  app.use('/v1', v1);
+  app.use(notFoundRoute);
+  app.use(errorMiddleware(logger));
+  return app;
+}

@@ -1,0 +1,54 @@
+/** `npm run api`: one API process. Run as many as you like behind a load balancer. */
+import { Client, Connection } from '@temporalio/client';
+import { loadConfig } from '../lib/config';
+import { createPrisma } from '../lib/db/client';
+import { ensureDatabase, migrate } from '../lib/db/migrate';
+import { TraceNotifier } from '../lib/db/trace';
+import { createLogger } from '../lib/logger';
+import { ensureBuiltinAgents } from '../service/agents';
+import { createSessionService } from '../service/sessions';
+import { buildApp } from './app';
+
+const config = loadConfig();
+const logger = createLogger({ name: 'api', level: config.logLevel });
+
+async function main() {
+  if (config.apiTokens.length === 0) {
+    throw new Error('TROUPE_API_TOKENS is not set: the API has no open mode (npm start generates a token for local use)');
+  }
+  await ensureDatabase(config.databaseUrl);
+  await migrate(config.databaseUrl, { log: (msg) => logger.info(msg) });
+  const db = createPrisma(config.databaseUrl);
+  await ensureBuiltinAgents(db);
+  const connection = await Connection.connect({ address: config.temporalAddress });
+  const temporal = new Client({ connection, namespace: config.temporalNamespace });
+  const notifier = new TraceNotifier(config.databaseUrl, { onError: (err) => logger.warn({ err }, 'trace listener error') });
+  await notifier.start();
+  const sessions = createSessionService({ db, temporal, taskQueue: config.taskQueue, notifier, logger });
+  const app = buildApp({
+    sessions,
+    apiTokens: config.apiTokens,
+    logger,
+    readiness: async () => {
+      const [pg, tmp] = await Promise.allSettled([db.$queryRaw`SELECT 1`, connection.healthService.check({})]);
+      const status = (r: PromiseSettledResult<unknown>) => (r.status === 'fulfilled' ? { ok: true } : { ok: false, error: String(r.reason) });
+      return { postgres: status(pg), temporal: status(tmp) };
+    },
+  });
+  const server = app.listen(config.port, () => {
+    logger.info({ url: `http://127.0.0.1:${config.port}`, taskQueue: config.taskQueue }, 'api listening');
+  });
+  const shutdown = (signal: string) => {
+    logger.info({ signal }, 'shutting down api');
+    server.close();
+    server.closeAllConnections();
+    void Promise.allSettled([notifier.close(), connection.close(), db.$disconnect()]).then(() => process.exit(0));
+  };
+  process.once('SIGINT', () => shutdown('SIGINT'));
+  process.once('SIGTERM', () => shutdown('SIGTERM'));
+}
+
+main().catch((err: unknown) => {
+  logger.fatal({ err }, 'api failed to start');
+  process.exit(1);
+});

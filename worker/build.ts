@@ -1,0 +1,63 @@
+import { fileURLToPath } from 'node:url';
+import { Context } from '@temporalio/activity';
+import { DefaultLogger, NativeConnection, Runtime, Worker, bundleWorkflowCode, type LogLevel, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
+import { createActivities } from '../activities';
+import { createAnthropicProvider } from '../activities/models/anthropic';
+import { createModelResolver } from '../activities/models/registry';
+import { createScriptedProvider } from '../activities/models/scripted';
+import { createToolRegistry } from '../activities/tools';
+import type { Config } from '../lib/config';
+import type { Db } from '../lib/db/client';
+import type { Logger } from '../lib/logger';
+
+export const WORKFLOWS_PATH = fileURLToPath(new URL('../workflows/index.ts', import.meta.url));
+export const OFFLINE_MODEL = 'scripted:offline-assistant';
+
+/** Routes the Temporal SDK's own logs (including workflow `log.*`) into our logger, with `sessionId` set. */
+export function installTemporalLogging(logger: Logger): void {
+  const level = (logger.level === 'debug' || logger.level === 'trace' ? 'DEBUG' : 'INFO') as LogLevel;
+  Runtime.install({
+    logger: new DefaultLogger(level, ({ level: lvl, message, meta }) => {
+      const m = (meta ?? {}) as Record<string, unknown>;
+      const fields = { ...m, ...(typeof m.workflowId === 'string' ? { sessionId: m.workflowId } : {}), source: 'temporal' };
+      const method = lvl === 'ERROR' ? 'error' : lvl === 'WARN' ? 'warn' : lvl === 'DEBUG' || lvl === 'TRACE' ? 'debug' : 'info';
+      logger[method](fields, message);
+    }),
+  });
+}
+
+/** The model `default` resolves to: Claude with a key, else the offline scenario. */
+export function defaultModelFor(config: Config): string {
+  return config.anthropic.apiKey ? `anthropic:${config.anthropic.defaultModel}` : OFFLINE_MODEL;
+}
+
+let bundlePromise: Promise<WorkflowBundleWithSourceMap> | undefined;
+/** Bundles the workflow code once per process (several workers in one test process share it). */
+export function workflowBundle(): Promise<WorkflowBundleWithSourceMap> {
+  bundlePromise ??= bundleWorkflowCode({ workflowsPath: WORKFLOWS_PATH, logger: new DefaultLogger('WARN') });
+  return bundlePromise;
+}
+
+export async function createTroupeWorker(opts: {
+  config: Config;
+  db: Db;
+  logger: Logger;
+  connection: NativeConnection;
+  taskQueue?: string;
+}): Promise<Worker> {
+  const { config, logger } = opts;
+  const anthropic = config.anthropic.apiKey
+    ? createAnthropicProvider({ apiKey: config.anthropic.apiKey, baseURL: config.anthropic.baseURL })
+    : undefined;
+  const scripted = createScriptedProvider({ scenarioDirs: config.scenarioDirs, attempt: () => Context.current().info.attempt });
+  const resolveModel = createModelResolver({ providers: { anthropic, scripted }, defaultModel: defaultModelFor(config) });
+  const activities = createActivities({ db: opts.db, resolveModel, tools: createToolRegistry(), logger });
+  return Worker.create({
+    connection: opts.connection,
+    namespace: config.temporalNamespace,
+    taskQueue: opts.taskQueue ?? config.taskQueue,
+    workflowBundle: await workflowBundle(),
+    activities,
+    shutdownGraceTime: '10 seconds',
+  });
+}

@@ -1,0 +1,41 @@
+/** `npm run worker`: one worker process. Run as many as you like against one Temporal cluster and one Postgres. */
+import { NativeConnection } from '@temporalio/worker';
+import { loadConfig } from '../lib/config';
+import { createPrisma } from '../lib/db/client';
+import { ensureDatabase, migrate } from '../lib/db/migrate';
+import { createLogger } from '../lib/logger';
+import { createTroupeWorker, defaultModelFor, installTemporalLogging, OFFLINE_MODEL } from './build';
+
+const config = loadConfig();
+const logger = createLogger({ name: 'worker', level: config.logLevel });
+installTemporalLogging(logger);
+
+async function main() {
+  await ensureDatabase(config.databaseUrl);
+  await migrate(config.databaseUrl, { log: (msg) => logger.info(msg) });
+  const db = createPrisma(config.databaseUrl);
+  const connection = await NativeConnection.connect({ address: config.temporalAddress });
+  const worker = await createTroupeWorker({ config, db, logger, connection });
+  const model = defaultModelFor(config);
+  if (model === OFFLINE_MODEL) {
+    logger.warn({ defaultModel: model }, 'ANTHROPIC_API_KEY is not set: the default agent runs on the built-in offline scripted scenario');
+  } else {
+    logger.info({ defaultModel: model }, 'the default agent uses Claude');
+  }
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+    process.once(signal, () => {
+      logger.info({ signal }, 'shutting down worker');
+      worker.shutdown();
+    });
+  }
+  logger.info({ taskQueue: config.taskQueue, temporal: config.temporalAddress, namespace: config.temporalNamespace }, 'worker started');
+  await worker.run();
+  await connection.close();
+  await db.$disconnect();
+  logger.info('worker stopped');
+}
+
+main().catch((err: unknown) => {
+  logger.fatal({ err }, 'worker failed');
+  process.exit(1);
+});
