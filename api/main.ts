@@ -8,6 +8,7 @@ import { createLogger } from '../lib/logger';
 import { ensureBuiltinAgents } from '../service/agents';
 import { createSessionService } from '../service/sessions';
 import { buildApp } from './app';
+import { createReadiness } from './readiness';
 
 const config = loadConfig();
 const logger = createLogger({ name: 'api', level: config.logLevel });
@@ -29,11 +30,7 @@ async function main() {
     sessions,
     apiTokens: config.apiTokens,
     logger,
-    readiness: async () => {
-      const [pg, tmp] = await Promise.allSettled([db.$queryRaw`SELECT 1`, connection.healthService.check({})]);
-      const status = (r: PromiseSettledResult<unknown>) => (r.status === 'fulfilled' ? { ok: true } : { ok: false, error: String(r.reason) });
-      return { postgres: status(pg), temporal: status(tmp) };
-    },
+    readiness: createReadiness(db, connection),
   });
   const server = app.listen(config.port, () => {
     logger.info({ url: `http://127.0.0.1:${config.port}`, taskQueue: config.taskQueue }, 'api listening');

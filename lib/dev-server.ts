@@ -154,9 +154,11 @@ async function waitUntilServing(args: {
       const how = ended.error?.message ?? `exit ${ended.code ?? ended.signal ?? 'unknown'}`;
       throw new Error(`the Temporal dev server stopped before it was ready (${how})${tailText()}`);
     }
-    let connection: Connection | undefined;
+    // lazy + ensureConnected rather than connect(): a failed connect() leaves its gRPC channel open, and that channel
+    // would keep the caller's process alive.
+    const connection = Connection.lazy({ address: args.address, connectTimeout: 2_000 });
     try {
-      connection = await Connection.connect({ address: args.address, connectTimeout: 2_000 });
+      await connection.ensureConnected();
       await connection.workflowService.getSystemInfo({});
       // The namespace is registered during start-up; wait for it too, so the first caller does not race it.
       await connection.workflowService.describeNamespace({ namespace: args.namespace });
@@ -164,7 +166,7 @@ async function waitUntilServing(args: {
     } catch (err) {
       lastError = err instanceof Error ? err.message : String(err);
     } finally {
-      await connection?.close().catch(() => undefined);
+      await connection.close().catch(() => undefined);
     }
     await sleep(250);
   }
@@ -177,7 +179,12 @@ async function waitUntilServing(args: {
 async function terminate(child: ChildProcess, exited: Promise<unknown>): Promise<void> {
   if (child.exitCode !== null || child.signalCode !== null || child.pid === undefined) return;
   child.kill('SIGTERM');
-  const stopped = await Promise.race([exited.then(() => true), sleep(DEV_SERVER_STOP_TIMEOUT_MS).then(() => false)]);
+  const timer = new AbortController();
+  const stopped = await Promise.race([
+    exited.then(() => true),
+    sleep(DEV_SERVER_STOP_TIMEOUT_MS, false, { signal: timer.signal }).catch(() => false),
+  ]);
+  timer.abort(); // the timer must not hold the caller's event loop open
   if (!stopped) {
     child.kill('SIGKILL');
     await exited;

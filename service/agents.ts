@@ -21,9 +21,8 @@ export const BUILTIN_AGENTS: readonly AgentDefinition[] = [
 export const DEFAULT_AGENT_ID = 'assistant';
 
 export async function ensureBuiltinAgents(db: Db): Promise<void> {
-  for (const a of BUILTIN_AGENTS) {
-    await db.agentDefinition.upsert({ where: { id: a.id }, create: { ...a }, update: {} });
-  }
+  // Insert-if-missing in one statement: several API processes start at once, and Prisma's upsert is not atomic.
+  await db.agentDefinition.createMany({ data: BUILTIN_AGENTS.map((a) => ({ ...a })), skipDuplicates: true });
 }
 
 export async function getAgent(db: Db, id: string): Promise<AgentDefinition | null> {

@@ -1,3 +1,4 @@
+import Anthropic from '@anthropic-ai/sdk';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createAnthropicProvider } from '../activities/models/anthropic';
 import type { ModelRequest } from '../activities/models/types';
@@ -35,7 +36,10 @@ function request(overrides: Partial<ModelRequest> = {}): ModelRequest {
 
 function hooks(signal = new AbortController().signal) {
   const deltas: string[] = [];
-  return { deltas, onTextDelta: (text: string) => deltas.push(text), signal };
+  const onTextDelta = (text: string): void => {
+    deltas.push(text);
+  };
+  return { deltas, onTextDelta, signal };
 }
 
 async function rejectionOf(promise: Promise<unknown>): Promise<unknown> {
@@ -268,5 +272,35 @@ describe('Anthropic provider against the fake Messages API', () => {
     const error = await rejectionOf(providerFor(server).complete(request(), hooks()));
 
     expect(error).toMatchObject({ code: 'model_output_invalid' });
+  });
+
+  it('the fake also answers non-streaming requests the way the API does', async () => {
+    const server = await serve([
+      {
+        content: [
+          { type: 'text', text: 'Reading.' },
+          { type: 'tool_use', id: 'toolu_n', name: 'read_file', input: { path: 'a.ts' } },
+        ],
+        usage: { inputTokens: 3, outputTokens: 4 },
+      },
+    ]);
+    const client = new Anthropic({ apiKey: FAKE_ANTHROPIC_KEY, baseURL: server.url, maxRetries: 0 });
+
+    const message = await client.messages.create({
+      model: MODEL,
+      max_tokens: 64,
+      messages: [{ role: 'user', content: 'hi' }],
+    });
+
+    expect(message).toMatchObject({
+      model: MODEL,
+      role: 'assistant',
+      stop_reason: 'tool_use',
+      content: [
+        { type: 'text', text: 'Reading.' },
+        { type: 'tool_use', id: 'toolu_n', name: 'read_file', input: { path: 'a.ts' } },
+      ],
+      usage: { input_tokens: 3, output_tokens: 4 },
+    });
   });
 });

@@ -14,8 +14,11 @@ export const WORKFLOWS_PATH = fileURLToPath(new URL('../workflows/index.ts', imp
 export const OFFLINE_MODEL = 'scripted:offline-assistant';
 
 /** Routes the Temporal SDK's own logs (including workflow `log.*`) into our logger, with `sessionId` set. */
+let runtimeInstalled = false;
 export function installTemporalLogging(logger: Logger): void {
-  const level = (logger.level === 'debug' || logger.level === 'trace' ? 'DEBUG' : 'INFO') as LogLevel;
+  if (runtimeInstalled) return;
+  runtimeInstalled = true;
+  const level = ({ trace: 'TRACE', debug: 'DEBUG', info: 'INFO', warn: 'WARN' } as Record<string, LogLevel>)[logger.level] ?? 'ERROR';
   Runtime.install({
     logger: new DefaultLogger(level, ({ level: lvl, message, meta }) => {
       const m = (meta ?? {}) as Record<string, unknown>;

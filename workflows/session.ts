@@ -41,7 +41,7 @@ const store = proxyActivities<Activities>({
 });
 const model = proxyActivities<Activities>({
   startToCloseTimeout: '10 minutes',
-  heartbeatTimeout: '30 seconds',
+  heartbeatTimeout: '10 seconds',
   retry: {
     initialInterval: '1 second',
     maximumInterval: '30 seconds',
@@ -52,7 +52,7 @@ const model = proxyActivities<Activities>({
 });
 const tool = proxyActivities<Activities>({
   startToCloseTimeout: '5 minutes',
-  heartbeatTimeout: '30 seconds',
+  heartbeatTimeout: '10 seconds',
   retry: { initialInterval: '1 second', maximumInterval: '30 seconds', backoffCoefficient: 2, maximumAttempts: 5 },
 });
 
@@ -132,7 +132,7 @@ export async function sessionWorkflow(input: SessionWorkflowInput): Promise<Sess
       }
       case 'await_input': {
         const since = state.awaitingSince ?? Date.now();
-        const remaining = Math.max(0, state.limits.idleTimeoutMs - (Date.now() - since));
+        const remaining = Math.max(1, state.limits.idleTimeoutMs - (Date.now() - since));
         const woke = await condition(() => inbox.length > 0 || closeRequested, remaining);
         if (inbox.length > 0) return { kind: 'user_message', content: inbox.shift() as string };
         if (closeRequested) return { kind: 'closed' };

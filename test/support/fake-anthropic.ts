@@ -95,8 +95,13 @@ export async function startFakeAnthropic(
 
       if (apiKeyOf(req.headers) !== apiKey) return sendError(res, 401, undefined, 'invalid x-api-key');
 
-      // Fail loudly, and non-retryably, when a test runs out of scripted turns.
-      const turn = typeof script === 'function' ? script(recorded) : script[nextTurn++];
+      // Fail loudly, and non-retryably, when a test runs out of scripted turns or its script throws.
+      let turn: FakeTurn | undefined;
+      try {
+        turn = typeof script === 'function' ? script(recorded) : script[nextTurn++];
+      } catch (error) {
+        return sendError(res, 400, undefined, `fake-anthropic: script threw: ${String(error)}`);
+      }
       if (!turn) {
         return sendError(res, 400, undefined, `fake-anthropic: no scripted turn left for request #${requests.length}`);
       }
