@@ -1,0 +1,85 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startStack, TEST_SCENARIOS, type Stack } from './support/stack';
+
+const ROOT = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..');
+let stack: Stack;
+const workers: ChildProcess[] = [];
+
+/** Starts `npm run worker`'s entry point as a real child process on this test's task queue. */
+async function spawnWorker(): Promise<ChildProcess> {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'worker/main.ts'], {
+    cwd: ROOT,
+    env: {
+      ...process.env,
+      DATABASE_URL: stack.config.databaseUrl,
+      TEMPORAL_ADDRESS: stack.config.temporalAddress,
+      TEMPORAL_TASK_QUEUE: stack.taskQueue,
+      TROUPE_SCENARIO_DIRS: TEST_SCENARIOS,
+      LOG_LEVEL: 'info',
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  workers.push(child);
+  let output = '';
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`worker did not start:\n${output}`)), 60_000);
+    child.stdout!.on('data', (d: Buffer) => {
+      output += d.toString();
+      if (output.includes('"msg":"worker started"')) {
+        clearTimeout(timer);
+        resolve();
+      }
+    });
+    child.stderr!.on('data', (d: Buffer) => (output += d.toString()));
+    child.once('exit', (code) => reject(new Error(`worker exited with ${code}:\n${output}`)));
+  });
+  return child;
+}
+
+beforeAll(async () => {
+  stack = await startStack({ worker: false });
+});
+afterAll(async () => {
+  for (const w of workers) if (w.exitCode === null) w.kill('SIGKILL');
+  await stack?.stop();
+});
+
+describe('a worker killed mid-session', () => {
+  it('is replaced by a new worker and the session completes with no duplicated trace events or records', async () => {
+    const first = await spawnWorker();
+    const agent = await stack.agent('plodder', 'slow-steps', { tools: ['blackboard_write'] });
+    const id = (await stack.api('POST', '/v1/sessions', { goal: 'four careful steps', agent })).body.id as string;
+
+    // Kill the worker with SIGKILL while the third model call is in flight (two steps done, three to go).
+    let modelCalls = 0;
+    await stack.events(id, { until: (e) => e.type === 'workflow.node.enter' && (e.payload as any).kind === 'model_call' && ++modelCalls === 3 });
+    first.kill('SIGKILL');
+    await new Promise((r) => first.once('exit', r));
+    expect((await stack.sessions.get(id)).status).toBe('running');
+
+    await spawnWorker();
+    const session = await stack.waitForStatus(id, (s) => s.status === 'blocked', 90_000);
+    expect(session).toMatchObject({ statusReason: 'awaiting_input', finalAnswer: 'all four steps are done' });
+
+    const rows = await stack.traceRows(id);
+    expect(rows.map((r) => r.seq)).toEqual(rows.map((_, i) => i + 1));
+    const count = (type: string) => rows.filter((r) => r.type === type).length;
+    expect(count('session.started')).toBe(1);
+    expect(count('message.user')).toBe(1);
+    expect(count('message.assistant')).toBe(5);
+    expect(count('tool.called')).toBe(4);
+    expect(count('tool.result')).toBe(4);
+    expect(count('workflow.node.enter')).toBe(9 + 1); // 5 model calls, 4 tool runs, then waiting for input
+    expect(count('workflow.node.exit')).toBe(9);
+    // Each tool call ran its side effect exactly once.
+    const notes = await stack.db.blackboardEntry.findMany({ where: { sessionId: id }, orderBy: { key: 'asc' } });
+    expect(notes.map((n) => n.key)).toEqual(['step1', 'step2', 'step3', 'step4']);
+    // The stream a client would see is the same dense sequence.
+    const streamed = await stack.events(id, { until: (e) => e.seq === rows.length });
+    expect(streamed.map((m) => Number(m.id))).toEqual(rows.map((r) => r.seq));
+    await stack.api('POST', `/v1/sessions/${id}/close`);
+    await stack.waitForStatus(id, (s) => s.status === 'done');
+  }, 150_000);
+});
