@@ -10,7 +10,7 @@ const Env = z.object({
   TROUPE_API_TOKENS: z.string().optional(),
   ANTHROPIC_API_KEY: z.string().min(1).optional(),
   ANTHROPIC_BASE_URL: z.string().url().optional(),
-  TROUPE_ANTHROPIC_MODEL: z.string().min(1).default('claude-sonnet-4-5'),
+  TROUPE_ANTHROPIC_MODEL: z.string().min(1).default('claude-sonnet-5-5'),
   /** Extra folders of scripted scenarios (path-delimited), searched before the built-in `scenarios/`. */
   TROUPE_SCENARIO_DIRS: z.string().optional(),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),

@@ -77,7 +77,7 @@ async function buildTemporalCli(go: string, log: (msg: string) => void): Promise
       if (line.trim() === '') continue;
       tail.push(line);
       if (tail.length > 40) tail.shift();
-      log(`go: ${line}`);
+      log(`  ${line}`);
     }
   };
 

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { PrismaClient } from '../generated/prisma/client';
 import { createPrisma } from '../lib/db/client';
 import { ensureDatabase, migrate } from '../lib/db/migrate';
@@ -218,6 +218,10 @@ describe('listTraceEvents', () => {
 });
 
 describe('TraceNotifier', () => {
+  afterEach(async () => {
+    for (const n of notifiers.splice(0)) await n.close();
+  });
+
   async function startNotifier(): Promise<{ notifier: TraceNotifier; errors: Error[] }> {
     const errors: Error[] = [];
     const notifier = new TraceNotifier(url, { onError: (e) => errors.push(e), minBackoffMs: 20, maxBackoffMs: 200 });
@@ -312,6 +316,22 @@ describe('TraceNotifier', () => {
     await appendTraceEvents(db, s, [ev('1')]);
     expect(await c.next()).toBe(1);
     expect(errors.map((e) => e.message)).toContain('listener boom');
+  });
+
+  it('start() is idempotent: concurrent calls share one connection', async () => {
+    const pids = async () =>
+      (
+        await db.$queryRaw<{ pid: number }[]>`
+          SELECT pid FROM pg_stat_activity
+           WHERE datname = current_database() AND application_name = 'troupe-trace-notifier'`
+      ).map((r) => r.pid);
+    const before = new Set(await pids());
+    const notifier = new TraceNotifier(url);
+    notifiers.push(notifier);
+    await Promise.all([notifier.start(), notifier.start()]);
+    await notifier.start();
+    expect((await pids()).filter((p) => !before.has(p))).toHaveLength(1);
+    await notifier.close();
   });
 
   it('reconnects after the connection drops and tells every listener to re-read (seq -1)', async () => {

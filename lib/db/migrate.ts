@@ -53,6 +53,16 @@ function maintenanceUrl(databaseUrl: string): string {
 /** Creates the database named by `databaseUrl` when it does not exist. Safe when another process creates it too. */
 export async function ensureDatabase(databaseUrl: string): Promise<void> {
   const name = databaseName(databaseUrl);
+  // Fast path, and the only one for roles that may not connect to `postgres`: the database is already there.
+  const probe = new pg.Client({ connectionString: databaseUrl });
+  try {
+    await probe.connect();
+    await probe.end();
+    return;
+  } catch (err) {
+    await probe.end().catch(() => {});
+    if ((err as { code?: string }).code !== '3D000') throw err; // 3D000 invalid_catalog_name: no such database
+  }
   const client = new pg.Client({ connectionString: maintenanceUrl(databaseUrl) });
   await client.connect();
   try {

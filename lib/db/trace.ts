@@ -147,7 +147,7 @@ export class TraceNotifier {
   private readonly listeners = new Map<string, Set<TraceListener>>();
   private client: pg.Client | null = null;
   private closed = false;
-  private started = false;
+  private starting: Promise<void> | null = null;
   private reconnectTimer: NodeJS.Timeout | null = null;
   private backoffMs: number;
   private readonly minBackoffMs: number;
@@ -167,9 +167,13 @@ export class TraceNotifier {
   /** Connects and starts listening. Rejects if the first connection fails (call again to retry). */
   async start(): Promise<void> {
     if (this.closed) throw new Error('TraceNotifier is closed');
-    if (this.started) return;
-    await this.connect();
-    this.started = true;
+    if (!this.starting) {
+      this.starting = this.connect().catch((err: unknown) => {
+        this.starting = null; // let a later start() try again
+        throw err;
+      });
+    }
+    return this.starting;
   }
 
   subscribe(sessionId: string, listener: TraceListener): () => void {
