@@ -12,7 +12,7 @@ export const AgentDefinition = z.object({
   id: z.string().regex(/^[a-z][a-z0-9-]{0,62}$/, 'lowercase letters, digits and dashes'),
   name: z.string().min(1).max(200),
   role: z.string().min(1).max(100),
-  /** `<provider>:<model>`, e.g. `anthropic:claude-sonnet-4-5` or `scripted:<scenario>`; `default` picks by the worker's config. */
+  /** `<provider>:<model>`, e.g. `anthropic:claude-sonnet-5-5` or `scripted:<scenario>`; `default` picks by the worker's config. */
   model: z.string().min(1).max(200),
   instructions: z.string().max(100_000),
   tools: z.array(z.string().min(1)).max(100),

@@ -14,7 +14,7 @@ import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Client, Connection, type WorkflowExecutionStatusName } from '@temporalio/client';
-import { historyToJSON } from '@temporalio/common/lib/proto-utils';
+import { historyToJSON, type History } from '@temporalio/common/lib/proto-utils';
 import { NativeConnection, type Worker } from '@temporalio/worker';
 import pg from 'pg';
 import type { Session, SessionStatus } from '../core/schemas';
@@ -73,7 +73,7 @@ async function waitForModelCallInFlight(ctx: Ctx, id: string): Promise<void> {
   for (;;) {
     const { raw } = await handle.describe();
     const running = (raw.pendingActivities ?? []).some(
-      (a) => a.activityType?.name === 'callModel' && String(a.state) === String(1 /* PENDING_ACTIVITY_STATE_STARTED */),
+      (a) => a.activityType?.name === 'callModel' && Number(a.state) === 2 /* PENDING_ACTIVITY_STATE_STARTED */,
     );
     if (running) return;
     if (Date.now() > deadline) throw new Error(`session ${id}: the model call never started`);
@@ -110,7 +110,7 @@ async function runIdsOf(ctx: Ctx, id: string): Promise<string[]> {
   let runId: string | undefined = (await ctx.temporal.workflow.getHandle(id).describe()).runId;
   while (runId) {
     runIds.unshift(runId);
-    const history = await ctx.temporal.workflow.getHandle(id, runId).fetchHistory();
+    const history: History = await ctx.temporal.workflow.getHandle(id, runId).fetchHistory();
     const started = history.events?.[0]?.workflowExecutionStartedEventAttributes;
     runId = started?.continuedExecutionRunId || undefined;
   }
@@ -147,7 +147,7 @@ const SCENARIOS: Scenario[] = [
   },
   {
     name: 'cancel-during-model',
-    temporalStatus: 'CANCELED',
+    temporalStatus: 'CANCELLED',
     async run(ctx) {
       const { id } = await ctx.sessions.start({ goal: 'take your time', agent: await agent(ctx.db, 'slow') });
       await waitForModelCallInFlight(ctx, id);
@@ -233,7 +233,7 @@ async function main(): Promise<void> {
   const dbName = `troupe_histories_${process.pid}`;
   const databaseUrl = `${BASE_URL}/${dbName}`;
   const stateDir = mkdtempSync(path.join(os.tmpdir(), 'troupe-histories-temporal-'));
-  const logger = createLogger({ name: 'record-histories', level: process.env.LOG_LEVEL ?? 'warn' });
+  const logger = createLogger({ name: 'record-histories', level: process.env.LOG_LEVEL ?? 'error' });
   installTemporalLogging(logger);
 
   let server: DevServer | undefined;

@@ -15,7 +15,7 @@ export function createModelResolver(opts: {
     const qualified = requested === 'default' ? opts.defaultModel : requested;
     const colon = qualified.indexOf(':');
     if (colon <= 0 || colon === qualified.length - 1) {
-      throw new TroupeError('unknown_provider', `model "${requested}" must look like "<provider>:<model>", e.g. "anthropic:claude-sonnet-4-5"`);
+      throw new TroupeError('unknown_provider', `model "${requested}" must look like "<provider>:<model>", e.g. "anthropic:claude-sonnet-5-5"`);
     }
     const providerName = qualified.slice(0, colon);
     const provider = opts.providers[providerName];

@@ -20,7 +20,7 @@ import { createLogger } from '../../lib/logger';
 import { ensureBuiltinAgents, putAgent } from '../../service/agents';
 import { createSessionService } from '../../service/sessions';
 import { createTroupeWorker, installTemporalLogging } from '../../worker/build';
-import { readSse } from './sse';
+import { readSse } from '../../lib/sse-client';
 
 export const TEST_SCENARIOS = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../scenarios');
 

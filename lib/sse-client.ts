@@ -1,4 +1,4 @@
-/** A small Server-Sent Events reader for tests: what a browser's EventSource would see, without reconnects. */
+/** A small Server-Sent Events reader (for the demo, the CLI and tests): what EventSource sees, without reconnects. */
 export type SseMessage = { id?: string; event?: string; data: string };
 
 export async function* readSse(url: string, init: RequestInit & { signal?: AbortSignal }): AsyncGenerator<SseMessage> {
