@@ -5,6 +5,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
+import { mkdir, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -14,6 +15,8 @@ import { startDevServer, type DevServer } from '../lib/dev-server';
 import { createLogger } from '../lib/logger';
 import { PROJECT_ROOT } from '../lib/temporal-cli';
 
+const DATA_DIR = path.join(PROJECT_ROOT, '.data');
+const TOKEN_FILE = path.join(DATA_DIR, 'api-token');
 const DEV_SERVER_PORT = 7233;
 const DEV_SERVER_UI_PORT = 8233;
 /** A child gets this long after SIGTERM to finish in-flight work before SIGKILL. */
@@ -45,7 +48,7 @@ async function main(): Promise<void> {
       );
     }
     devServer = await startDevServer({
-      dbFilename: path.join(PROJECT_ROOT, '.data', 'temporal.db'),
+      dbFilename: path.join(DATA_DIR, 'temporal.db'),
       ip: '127.0.0.1',
       port: DEV_SERVER_PORT,
       uiPort: DEV_SERVER_UI_PORT,
@@ -75,6 +78,9 @@ async function main(): Promise<void> {
   if (config.apiTokens.length === 0) {
     generatedToken = randomBytes(24).toString('base64url');
     childEnv.TROUPE_API_TOKENS = generatedToken;
+    // `npm run demo` and the README's curl examples read it from here.
+    await mkdir(path.dirname(TOKEN_FILE), { recursive: true });
+    await writeFile(TOKEN_FILE, `${generatedToken}\n`, { mode: 0o600 });
   }
 
   startChild('worker', 'worker/main.ts', childEnv);
@@ -91,6 +97,7 @@ async function main(): Promise<void> {
       apiUrl,
       // Field name chosen so the logger's `token` redaction does not hide it: printing it is the point.
       generatedApiToken: generatedToken,
+      apiTokenFile: generatedToken !== undefined ? TOKEN_FILE : undefined,
       temporalAddress,
       temporalUi,
       anthropicApiKeySet: anthropic,
@@ -101,7 +108,7 @@ async function main(): Promise<void> {
     '',
     `  Troupe API    ${apiUrl}`,
     generatedToken !== undefined
-      ? `  API token     ${generatedToken}  (generated for this run; set TROUPE_API_TOKENS to choose your own)`
+      ? `  API token     ${generatedToken}  (generated for this run, saved in .data/api-token; set TROUPE_API_TOKENS to choose your own)`
       : '  API token     from TROUPE_API_TOKENS',
     `  Temporal      ${temporalAddress}${temporalUi !== null ? `   UI ${temporalUi}` : ''}`,
     `  Anthropic     ${anthropic ? 'ANTHROPIC_API_KEY is set' : 'ANTHROPIC_API_KEY is not set: agents run the offline scripted model'}`,

@@ -1,0 +1,24 @@
+# One image for both Troupe processes; docker-compose.yml runs it as `npm run worker` and as `npm run api`.
+FROM node:20-bookworm-slim
+
+# bubblewrap is the sandbox the worker runs agent commands in. Inside a container it needs user namespaces, which
+# Docker's default seccomp profile may block: see the worker's security_opt in docker-compose.yml.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends bubblewrap ca-certificates git \
+ && rm -rf /var/lib/apt/lists/*
+
+WORKDIR /app
+
+# Dependencies first, so code changes do not reinstall them. --ignore-scripts: the root postinstall needs the
+# sources (it is run below as `npm run generate`), and nothing here relies on a dependency's install script.
+# The lock file cannot list other platforms' optional binaries (see .ci/run), which `npm ci` may refuse; then
+# `npm install` installs the same locked versions.
+COPY package.json package-lock.json ./
+RUN npm ci --ignore-scripts --no-audit --no-fund || npm install --ignore-scripts --no-audit --no-fund
+
+COPY . .
+RUN npm run generate
+
+ENV NODE_ENV=production
+# Overridden per service in docker-compose.yml.
+CMD ["npm", "run", "worker"]
