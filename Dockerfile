@@ -11,10 +11,8 @@ WORKDIR /app
 
 # Dependencies first, so code changes do not reinstall them. --ignore-scripts: the root postinstall needs the
 # sources (it is run below as `npm run generate`), and nothing here relies on a dependency's install script.
-# The lock file cannot list other platforms' optional binaries (see .ci/run), which `npm ci` may refuse; then
-# `npm install` installs the same locked versions.
 COPY package.json package-lock.json ./
-RUN npm ci --ignore-scripts --no-audit --no-fund || npm install --ignore-scripts --no-audit --no-fund
+RUN npm ci --ignore-scripts --no-audit --no-fund
 
 COPY . .
 RUN npm run generate

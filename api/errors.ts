@@ -1,5 +1,5 @@
 import type { ErrorRequestHandler, RequestHandler } from 'express';
-import { ZodError } from 'zod';
+import { type ZodError } from 'zod';
 import { TroupeError, type ErrorCode } from '../core/errors';
 import type { Logger } from '../lib/logger';
 

@@ -35,14 +35,17 @@ async function main() {
   const server = app.listen(config.port, () => {
     logger.info({ url: `http://127.0.0.1:${config.port}`, taskQueue: config.taskQueue }, 'api listening');
   });
+  let stopping = false;
   const shutdown = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
     logger.info({ signal }, 'shutting down api');
     server.close();
     server.closeAllConnections();
     void Promise.allSettled([notifier.close(), connection.close(), db.$disconnect()]).then(() => process.exit(0));
   };
-  process.once('SIGINT', () => shutdown('SIGINT'));
-  process.once('SIGTERM', () => shutdown('SIGTERM'));
+  process.on('SIGINT', () => shutdown('SIGINT'));
+  process.on('SIGTERM', () => shutdown('SIGTERM'));
 }
 
 main().catch((err: unknown) => {

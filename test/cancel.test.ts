@@ -1,4 +1,4 @@
-import { WorkflowExecutionStatusName } from '@temporalio/client';
+import { type WorkflowExecutionStatusName } from '@temporalio/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startStack, type Stack } from './support/stack';
 

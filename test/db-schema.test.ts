@@ -73,6 +73,7 @@ async function getDatamodel(schemaText: string): Promise<Datamodel> {
     __wbindgen_start(): void;
     get_dmmf(ptr: number, len: number): [number, number, number, number];
   };
+  // eslint-disable-next-line prefer-const -- assigned once the module is instantiated; the import functions above it close over it
   let ex: Exports | undefined;
   let panicMessage = '';
   const decoder = new TextDecoder('utf-8', { fatal: true });
@@ -425,7 +426,7 @@ const url = dbUrl(dbName);
 let client: pg.Client;
 let concurrentRuns: { applied: string[] }[] = [];
 let migrationNames: string[] = [];
-let tmpDirs: string[] = [];
+const tmpDirs: string[] = [];
 const extraDbs: string[] = [];
 
 beforeAll(async () => {

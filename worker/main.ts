@@ -22,8 +22,12 @@ async function main() {
   } else {
     logger.info({ defaultModel: model }, 'the default agent uses Claude');
   }
+  // Ctrl-C in a terminal and a supervisor's SIGTERM often both arrive: shut down once, ignore the rest.
+  let stopping = false;
   for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-    process.once(signal, () => {
+    process.on(signal, () => {
+      if (stopping) return;
+      stopping = true;
       logger.info({ signal }, 'shutting down worker');
       worker.shutdown();
     });

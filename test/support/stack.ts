@@ -14,7 +14,7 @@ import { createReadiness } from '../../api/readiness';
 import type { AgentDefinition, Session, TraceEvent } from '../../core/schemas';
 import type { SessionLimits } from '../../core/session';
 import { loadConfig, type Config } from '../../lib/config';
-import { createPrisma, type Db } from '../../lib/db/client';
+import { createPrisma } from '../../lib/db/client';
 import { TraceNotifier } from '../../lib/db/trace';
 import { createLogger } from '../../lib/logger';
 import { ensureBuiltinAgents, putAgent } from '../../service/agents';
