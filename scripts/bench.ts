@@ -16,10 +16,9 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
 import { Client, Connection, type WorkflowHandle } from '@temporalio/client';
-import pg from 'pg';
 import { pino } from 'pino';
 import { createPrisma } from '../lib/db/client';
-import { ensureDatabase, migrate } from '../lib/db/migrate';
+import { dropDatabase, ensureDatabase, migrate } from '../lib/db/migrate';
 import { TraceNotifier } from '../lib/db/trace';
 import { startDevServer } from '../lib/dev-server';
 import { PROJECT_ROOT } from '../lib/temporal-cli';
@@ -85,19 +84,6 @@ function benchDatabaseUrl(): string {
   const url = new URL(process.env.DATABASE_URL ?? 'postgresql://postgres@127.0.0.1:5432');
   url.pathname = `/troupe_bench_${process.pid}`;
   return url.toString();
-}
-
-async function dropDatabase(databaseUrl: string): Promise<void> {
-  const url = new URL(databaseUrl);
-  const name = decodeURIComponent(url.pathname.slice(1));
-  url.pathname = '/postgres';
-  const client = new pg.Client({ connectionString: url.toString() });
-  await client.connect();
-  try {
-    await client.query(`DROP DATABASE IF EXISTS "${name.replace(/"/g, '""')}" WITH (FORCE)`);
-  } finally {
-    await client.end();
-  }
 }
 
 /** STEPS turns that each call one tool, then one text turn that ends the turn. */

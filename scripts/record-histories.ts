@@ -16,11 +16,10 @@ import path from 'node:path';
 import { Client, Connection, type WorkflowExecutionStatusName } from '@temporalio/client';
 import { historyToJSON, type History } from '@temporalio/common/lib/proto-utils';
 import { NativeConnection, type Worker } from '@temporalio/worker';
-import pg from 'pg';
 import type { Session, SessionStatus } from '../core/schemas';
 import { loadConfig } from '../lib/config';
 import { createPrisma, type Db } from '../lib/db/client';
-import { ensureDatabase, migrate } from '../lib/db/migrate';
+import { dropDatabase, ensureDatabase, migrate } from '../lib/db/migrate';
 import { TraceNotifier } from '../lib/db/trace';
 import { startDevServer, type DevServer } from '../lib/dev-server';
 import { createLogger } from '../lib/logger';
@@ -219,16 +218,6 @@ const SCENARIOS: Scenario[] = [
   },
 ];
 
-async function dropDatabase(name: string): Promise<void> {
-  const client = new pg.Client({ connectionString: `${BASE_URL}/postgres` });
-  await client.connect();
-  try {
-    await client.query(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`);
-  } finally {
-    await client.end();
-  }
-}
-
 async function main(): Promise<void> {
   const dbName = `troupe_histories_${process.pid}`;
   const databaseUrl = `${BASE_URL}/${dbName}`;
@@ -245,7 +234,7 @@ async function main(): Promise<void> {
   let workerRun: Promise<void> | undefined;
   try {
     log(`database ${dbName}`);
-    await dropDatabase(dbName);
+    await dropDatabase(databaseUrl);
     await ensureDatabase(databaseUrl);
     await migrate(databaseUrl);
 
@@ -313,7 +302,7 @@ async function main(): Promise<void> {
     await db?.$disconnect();
     await server?.stop();
     rmSync(stateDir, { recursive: true, force: true });
-    await dropDatabase(dbName).catch((err: unknown) => log(`could not drop ${dbName}: ${String(err)}`));
+    await dropDatabase(databaseUrl).catch((err: unknown) => log(`could not drop ${dbName}: ${String(err)}`));
   }
 }
 

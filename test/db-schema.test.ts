@@ -6,7 +6,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DEFAULT_MIGRATIONS_DIR, ensureDatabase, migrate } from '../lib/db/migrate';
+import { DEFAULT_MIGRATIONS_DIR, dropDatabase, ensureDatabase, migrate } from '../lib/db/migrate';
 
 /**
  * Proves the database produced by prisma/migrations matches prisma/schema.prisma. `prisma migrate diff` cannot run
@@ -411,16 +411,6 @@ function dbUrl(name: string): string {
   return url.toString();
 }
 
-async function dropDatabase(name: string): Promise<void> {
-  const admin = new pg.Client({ connectionString: SERVER_URL });
-  await admin.connect();
-  try {
-    await admin.query(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`);
-  } finally {
-    await admin.end();
-  }
-}
-
 const dbName = `troupe_test_${randomBytes(6).toString('hex')}`;
 const url = dbUrl(dbName);
 let client: pg.Client;
@@ -445,7 +435,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await client?.end();
   for (const d of tmpDirs) await rm(d, { recursive: true, force: true });
-  for (const name of [dbName, ...extraDbs]) await dropDatabase(name);
+  for (const name of [dbName, ...extraDbs]) await dropDatabase(dbUrl(name));
 }, 60_000);
 
 async function copyMigrations(): Promise<string> {

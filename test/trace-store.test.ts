@@ -3,7 +3,7 @@ import pg from 'pg';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { PrismaClient } from '../generated/prisma/client';
 import { createPrisma } from '../lib/db/client';
-import { ensureDatabase, migrate } from '../lib/db/migrate';
+import { dropDatabase, ensureDatabase, migrate } from '../lib/db/migrate';
 import { appendTraceEvents, listTraceEvents, TraceNotifier, type NewTraceEvent } from '../lib/db/trace';
 
 const SERVER_URL = process.env.TROUPE_TEST_PG_URL ?? 'postgresql://postgres@127.0.0.1:5432/postgres';
@@ -28,13 +28,7 @@ afterAll(async () => {
   for (const n of notifiers) await n.close();
   for (const c of extraClients) await c.$disconnect();
   await db?.$disconnect();
-  const admin = new pg.Client({ connectionString: SERVER_URL });
-  await admin.connect();
-  try {
-    await admin.query(`DROP DATABASE IF EXISTS "${dbName}" WITH (FORCE)`);
-  } finally {
-    await admin.end();
-  }
+  await dropDatabase(url);
 }, 60_000);
 
 let sessionCounter = 0;

@@ -105,6 +105,17 @@ async function readMigrations(dir: string): Promise<MigrationFile[]> {
   return files;
 }
 
+/** Drops the database named in `databaseUrl`, closing its connections (scratch databases of tests, bench, recorders). */
+export async function dropDatabase(databaseUrl: string): Promise<void> {
+  const client = new pg.Client({ connectionString: maintenanceUrl(databaseUrl) });
+  await client.connect();
+  try {
+    await client.query(`DROP DATABASE IF EXISTS ${quoteIdent(databaseName(databaseUrl))} WITH (FORCE)`);
+  } finally {
+    await client.end();
+  }
+}
+
 /**
  * Applies pending migrations to the database at `databaseUrl` (which must exist; see ensureDatabase).
  * Returns the names applied by this call, in order.

@@ -5,10 +5,9 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import pg from 'pg';
 import type { TestProject } from 'vitest/node';
 import { startDevServer, type DevServer } from '../../lib/dev-server';
-import { ensureDatabase, migrate } from '../../lib/db/migrate';
+import { dropDatabase, ensureDatabase, migrate } from '../../lib/db/migrate';
 
 declare module 'vitest' {
   export interface ProvidedContext {
@@ -25,7 +24,7 @@ let stateDir: string | undefined;
 export async function setup(project: TestProject) {
   const dbName = `troupe_test_${process.pid}`;
   const databaseUrl = `${BASE_URL}/${dbName}`;
-  await dropDatabase(dbName);
+  await dropDatabase(databaseUrl);
   await ensureDatabase(databaseUrl);
   await migrate(databaseUrl);
 
@@ -41,16 +40,6 @@ export async function setup(project: TestProject) {
   return async () => {
     await server?.stop();
     if (stateDir) rmSync(stateDir, { recursive: true, force: true });
-    await dropDatabase(dbName);
+    await dropDatabase(databaseUrl);
   };
-}
-
-async function dropDatabase(name: string) {
-  const client = new pg.Client({ connectionString: `${BASE_URL}/postgres` });
-  await client.connect();
-  try {
-    await client.query(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`);
-  } finally {
-    await client.end();
-  }
 }
