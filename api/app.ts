@@ -22,7 +22,7 @@ export function buildApp(deps: { sessions: SessionService; apiTokens: readonly s
     const started = process.hrtime.bigint();
     res.on('finish', () => {
       logger.info(
-        { method: req.method, path: req.path, status: res.statusCode, ms: Number(process.hrtime.bigint() - started) / 1e6, ...(req.params.id ? { sessionId: req.params.id } : {}) },
+        { method: req.method, path: req.originalUrl.split('?')[0], status: res.statusCode, ms: Number(process.hrtime.bigint() - started) / 1e6, ...(req.params.id ? { sessionId: req.params.id } : {}) },
         'request',
       );
     });

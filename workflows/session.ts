@@ -92,11 +92,14 @@ export async function sessionWorkflow(input: SessionWorkflowInput): Promise<Sess
     const n = state.checkpoints;
     const { runId } = workflowInfo();
     const timestamp = new Date().toISOString();
-    await store.checkpoint({
+    const input = {
       sessionId: state.sessionId,
       snapshot: snapshotOf(state),
       events: events.map((e, i) => ({ ...e, key: `c${n}:${i}`, runId, timestamp })),
-    });
+    };
+    // A checkpoint is never cut short by a cancel: what was decided gets written. Cancellation then reaches the
+    // next model call, tool run or wait, which all run in the cancellable root scope.
+    await CancellationScope.nonCancellable(() => store.checkpoint(input));
   }
 
   async function runNode(node: Node): Promise<NodeResult> {
@@ -159,7 +162,7 @@ export async function sessionWorkflow(input: SessionWorkflowInput): Promise<Sess
     }
     await checkpoint(pending);
   } catch (err) {
-    if (!isCancellation(err)) throw err;
+    if (!isCancellation(err) || state.done) throw err;
     // Record the cancellation even though the workflow's scope is cancelled, then let Temporal mark it cancelled.
     await CancellationScope.nonCancellable(async () => {
       const reduced = reduce(state, { kind: 'cancelled' }, Date.now());
