@@ -42,6 +42,17 @@ export type DevServer = {
 };
 
 /**
+ * Dynamic config for the dev server. It has a single history shard, and its transfer queue is polled at most 20 times
+ * a second by default, so after a short burst every task dispatch (each workflow task and each activity) waits about
+ * 50 ms. Measured here: a no-op activity loop went from 100 ms to 9 ms per iteration with these values.
+ */
+export const DEV_SERVER_DYNAMIC_CONFIG: readonly string[] = [
+  'history.transferProcessorMaxPollRPS=1000',
+  'history.transferProcessorMaxPollHostRPS=10000',
+];
+const dynamicConfigArgs = () => DEV_SERVER_DYNAMIC_CONFIG.flatMap((kv) => ['--dynamic-config-value', kv]);
+
+/**
  * Starts the Temporal dev server with its state in `dbFilename` and resolves once it answers gRPC calls.
  * Uses the CLI binary from `resolveTemporalCli`; with none available, lets `@temporalio/testing` download one.
  */
@@ -62,7 +73,7 @@ export async function startDevServer(opts: DevServerOptions): Promise<DevServer>
     // Loaded only here: it pulls in the worker's native bridge, which the CLI path does not need.
     const { TestWorkflowEnvironment } = await import('@temporalio/testing');
     const env = await TestWorkflowEnvironment.createLocal({
-      server: { dbFilename, ip, port, ui, uiPort, namespace },
+      server: { dbFilename, ip, port, ui, uiPort, namespace, extraArgs: dynamicConfigArgs() },
     });
     let resolveExited: (v: { code: number | null; signal: NodeJS.Signals | null }) => void = () => undefined;
     const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((r) => (resolveExited = r));
@@ -81,7 +92,7 @@ export async function startDevServer(opts: DevServerOptions): Promise<DevServer>
   const args = ['server', 'start-dev', '--db-filename', dbFilename, '--ip', ip, '--port', String(port)];
   args.push(...(ui ? ['--ui-port', String(uiPort)] : ['--headless']));
   if (namespace !== 'default') args.push('--namespace', namespace);
-  args.push('--log-level', 'warn');
+  args.push('--log-level', 'warn', ...dynamicConfigArgs());
 
   log(`starting the Temporal dev server (${cli.source}: ${cli.path}) on ${ip}:${port}, state in ${dbFilename}`);
   const child = spawn(cli.path, args, {
