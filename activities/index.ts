@@ -25,6 +25,8 @@ export type ActivityDeps = {
 
 export type CheckpointInput = {
   sessionId: string;
+  /** On the first checkpoint: what it takes to create the session row if the API has not written it. */
+  create?: { goal: string; agent: AgentDefinition; metadata: Record<string, unknown> };
   snapshot: SessionSnapshot;
   events: (Omit<NewTraceEvent, 'payload'> & { payload: unknown })[];
 };
@@ -54,6 +56,13 @@ export function createActivities(deps: ActivityDeps) {
     async checkpoint(input: CheckpointInput): Promise<{ lastSeq: number }> {
       const { snapshot } = input;
       return db.$transaction(async (tx) => {
+        if (input.create) {
+          const { goal, agent, metadata } = input.create;
+          await tx.session.createMany({
+            data: [{ id: input.sessionId, goal, agentId: agent.id, agentSnapshot: agent, status: 'pending', metadata: metadata as object }],
+            skipDuplicates: true,
+          });
+        }
         const { lastSeq } = await appendTraceEvents(tx, input.sessionId, input.events);
         await tx.session.updateMany({
           where: { id: input.sessionId, stateVersion: { lt: snapshot.version } },

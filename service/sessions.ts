@@ -99,15 +99,16 @@ export function createSessionService(deps: SessionServiceDeps) {
         throw new TroupeError('bad_request', `unknown agent "${agentId}"`, [{ path: 'agent', message: `no agent "${agentId}"` }]);
       }
       const id = `ses_${randomUUID().replaceAll('-', '')}`;
-      const row = await db.session.create({
-        data: { id, goal: body.goal, agentId, agentSnapshot: agent, status: 'pending', metadata: (body.metadata ?? {}) as object },
-      });
+      const metadata = body.metadata ?? {};
       const input: SessionWorkflowInput = {
         sessionId: id,
         goal: body.goal,
         agent,
+        metadata,
         limits: { ...deps.limits, ...(body.idleTimeoutSeconds ? { idleTimeoutMs: body.idleTimeoutSeconds * 1000 } : {}) },
       };
+      // The workflow starts first and its first checkpoint creates the session row if it is missing, so a crash
+      // between the two steps leaves either nothing or a complete session, never a row without a workflow.
       try {
         await temporal.workflow.start<typeof sessionWorkflow>('sessionWorkflow', {
           workflowId: id,
@@ -116,13 +117,15 @@ export function createSessionService(deps: SessionServiceDeps) {
           memo: { goal: body.goal.slice(0, 200), agent: agentId },
         });
       } catch (err) {
-        // Nothing half-written: a session that could not start does not exist.
-        await db.session.delete({ where: { id } }).catch(() => undefined);
         logger.error({ sessionId: id, err }, 'could not start session workflow');
         throw new TroupeError('unavailable', 'could not start the session: Temporal is unavailable');
       }
+      await db.session.createMany({
+        data: [{ id, goal: body.goal, agentId, agentSnapshot: agent, status: 'pending', metadata: metadata as object }],
+        skipDuplicates: true,
+      });
       logger.info({ sessionId: id, agent: agentId }, 'session started');
-      return toSessionView(row);
+      return toSessionView(await load(id));
     },
 
     async get(id: string): Promise<Session> {

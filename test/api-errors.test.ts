@@ -28,8 +28,10 @@ describe('authentication', () => {
       expectError(await stack.api(method, route, undefined, { authorization: 'Bearer wrong' }), 401, 'unauthorized');
       expectError(await stack.api(method, route, undefined, { authorization: stack.token }), 401, 'unauthorized');
     }
-    // Nothing was created by the refused POST.
-    expect(await stack.db.session.count({ where: { goal: { equals: '' } } })).toBe(0);
+    // A refused POST with a perfectly good body creates nothing.
+    const goal = `unauthorized-${Date.now()}`;
+    expectError(await stack.api('POST', '/v1/sessions', { goal }, { authorization: 'Bearer wrong' }), 401, 'unauthorized');
+    expect(await stack.db.session.count({ where: { goal } })).toBe(0);
   });
 
   it('leaves health, readiness and the OpenAPI document open', async () => {
@@ -45,15 +47,17 @@ describe('authentication', () => {
 
 describe('bad input', () => {
   it('names the bad fields of a session body and writes nothing', async () => {
-    const before = await stack.db.session.count();
+    // Other test files write sessions into the same database at the same time: count only this test's goals.
+    const goal = `bad-input-${Date.now()}`;
     const res = await stack.api('POST', '/v1/sessions', { goal: '   ', agent: 7, surprise: true });
     expectError(res, 400, 'bad_request');
     const paths = (res.body.error.details as { path: string }[]).map((d) => d.path).sort();
     expect(paths).toEqual(['(body)', 'agent', 'goal']);
     expect(res.body.error.message).toContain('surprise');
     expectError(await stack.api('POST', '/v1/sessions', '{"goal": "unterminated'), 400, 'bad_request');
-    expectError(await stack.api('POST', '/v1/sessions', { goal: 'x', agent: 'no-such-agent' }), 400, 'bad_request');
-    expect(await stack.db.session.count()).toBe(before);
+    expectError(await stack.api('POST', '/v1/sessions', { goal, agent: 'no-such-agent' }), 400, 'bad_request');
+    expectError(await stack.api('POST', '/v1/sessions', { goal, agent: 'assistant', metadata: { big: 'x'.repeat(20_000) } }), 400, 'bad_request');
+    expect(await stack.db.session.count({ where: { goal } })).toBe(0);
   });
 
   it('rejects a bad message, bad paging and a bad resume point', async () => {

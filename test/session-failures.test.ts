@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { SessionWorkflowInput, sessionWorkflow } from '../workflows';
 import { startStack, type Stack } from './support/stack';
 
 let stack: Stack;
@@ -66,6 +67,23 @@ describe('when things go wrong', () => {
     expect(inputs).toEqual([...inputs].sort((a, b) => a - b));
     await stack.api('POST', `/v1/sessions/${id}/close`);
     await stack.waitForStatus(id, (s) => s.status === 'done');
+  });
+
+  it('creates the session row from the workflow when the API died between starting the workflow and writing the row', async () => {
+    const agentId = await stack.agent('orphan-agent', 'note-then-answer');
+    const agent = (await stack.db.agentDefinition.findUniqueOrThrow({ where: { id: agentId } })) as unknown as SessionWorkflowInput['agent'];
+    const id = `ses_orphan${Date.now()}`;
+    // Exactly what the service does first; the API then "crashes" before its own insert.
+    await stack.temporal.workflow.start<typeof sessionWorkflow>('sessionWorkflow', {
+      workflowId: id,
+      taskQueue: stack.taskQueue,
+      args: [{ sessionId: id, goal: 'survive the crash', agent, metadata: { from: 'crash' } }],
+    });
+    const session = await stack.waitForStatus(id, (s) => s.status === 'blocked');
+    expect(session).toMatchObject({ goal: 'survive the crash', agentId, metadata: { from: 'crash' }, finalAnswer: 'Done: survive the crash' });
+    const got = await stack.api('GET', `/v1/sessions/${id}`);
+    expect(got).toMatchObject({ status: 200, body: { id, status: 'blocked' } });
+    await stack.api('POST', `/v1/sessions/${id}/close`);
   });
 
   it('ends a session that waits for input longer than its idle timeout', async () => {

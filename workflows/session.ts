@@ -61,6 +61,8 @@ export type SessionWorkflowInput = {
   goal: string;
   agent: AgentDefinition;
   limits?: Partial<SessionLimits>;
+  /** The session's metadata from the API, so the workflow can create the session row if the API could not. */
+  metadata?: Record<string, unknown>;
   /** Set only by continue-as-new. */
   carried?: { state: SessionState; inbox: string[]; closeRequested: boolean };
 };
@@ -92,14 +94,16 @@ export async function sessionWorkflow(input: SessionWorkflowInput): Promise<Sess
     const n = state.checkpoints;
     const { runId } = workflowInfo();
     const timestamp = new Date().toISOString();
-    const input = {
+    const request = {
       sessionId: state.sessionId,
+      // The first checkpoint also creates the session row when it is missing (the API starts the workflow first).
+      ...(n === 1 ? { create: { goal: state.goal, agent: state.agent, metadata: input.metadata ?? {} } } : {}),
       snapshot: snapshotOf(state),
       events: events.map((e, i) => ({ ...e, key: `c${n}:${i}`, runId, timestamp })),
     };
     // A checkpoint is never cut short by a cancel: what was decided gets written. Cancellation then reaches the
     // next model call, tool run or wait, which all run in the cancellable root scope.
-    await CancellationScope.nonCancellable(() => store.checkpoint(input));
+    await CancellationScope.nonCancellable(() => store.checkpoint(request));
   }
 
   async function runNode(node: Node): Promise<NodeResult> {

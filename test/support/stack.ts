@@ -132,9 +132,12 @@ export async function startStack(opts: { limits?: Partial<SessionLimits>; worker
     async waitForStatus(sessionId: string, predicate: (s: Session) => boolean, timeoutMs = 60_000) {
       const deadline = Date.now() + timeoutMs;
       for (;;) {
-        const s = await sessions.get(sessionId);
-        if (predicate(s)) return s;
-        if (Date.now() > deadline) throw new Error(`session ${sessionId} stuck at ${s.status}/${s.statusReason}`);
+        const s = await sessions.get(sessionId).catch((err: unknown) => {
+          if ((err as { code?: string }).code === 'not_found') return undefined; // not written yet
+          throw err;
+        });
+        if (s && predicate(s)) return s;
+        if (Date.now() > deadline) throw new Error(`session ${sessionId} stuck at ${s ? `${s.status}/${s.statusReason}` : 'not found'}`);
         await new Promise((r) => setTimeout(r, 100));
       }
     },
