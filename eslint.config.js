@@ -26,9 +26,9 @@ export default defineConfig(
       parserOptions: {
         projectService: {
           // Files outside tsconfig's `include` get a default project. Listing a file that tsconfig does include is an
-          // error, so name them one by one. The workflows fixture is never on disk: test/lint-workflows.test.ts lints
+          // error, so name them one by one. The lint fixtures are never on disk: test/lint-workflows.test.ts lints
           // it from memory to prove the sandbox guard below works.
-          allowDefaultProject: ['prisma.config.ts', 'workflows/__lint_fixture__.ts'],
+          allowDefaultProject: ['prisma.config.ts', 'workflows/__lint_fixture__.ts', 'core/__lint_fixture__.ts'],
         },
         tsconfigRootDir: import.meta.dirname,
       },
@@ -54,6 +54,29 @@ export default defineConfig(
       // `any` at a boundary (a parsed JSON blob, a test double) is sometimes the honest type; keep it visible, not fatal.
       '@typescript-eslint/no-explicit-any': 'warn',
       'import-x/no-cycle': ['error', { ignoreExternal: true }],
+    },
+  },
+
+  {
+    // core/ is imported by workflows, so it obeys the same sandbox: pure logic and zod, nothing that does I/O.
+    files: ['core/**/*.ts'],
+    rules: {
+      '@typescript-eslint/no-restricted-imports': [
+        'error',
+        {
+          paths: nodeBuiltins.map((name) => ({ name, message: `Node builtin '${name}' is not allowed in core/: it is imported by workflow code.` })),
+          patterns: [
+            {
+              group: ['node:*', '@prisma/*', 'prisma', 'pg', 'pg/*', 'express', 'pino', '@anthropic-ai/*', '@temporalio/*', '**/generated/**'],
+              message: 'core/ holds pure logic imported by workflow code: no I/O libraries, no Temporal SDK.',
+            },
+            {
+              group: ['**/lib', '**/lib/**', '**/service/**', '**/api/**', '**/worker/**', '**/activities/**', '**/workflows/**'],
+              message: 'core/ imports nothing from the rest of the project; everything else imports core/.',
+            },
+          ],
+        },
+      ],
     },
   },
 

@@ -8,9 +8,9 @@ const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const fixturePath = 'workflows/__lint_fixture__.ts';
 const RULE = '@typescript-eslint/no-restricted-imports';
 
-async function lintWorkflowSource(code: string): Promise<Linter.LintMessage[]> {
+async function lintWorkflowSource(code: string, filePath = fixturePath): Promise<Linter.LintMessage[]> {
   const eslint = new ESLint({ cwd: root });
-  const [result] = await eslint.lintText(code, { filePath: path.join(root, fixturePath) });
+  const [result] = await eslint.lintText(code, { filePath: path.join(root, filePath) });
   if (result === undefined) throw new Error('ESLint returned no result for the fixture');
   const fatal = result.messages.filter((m) => m.fatal === true);
   expect(fatal, 'the fixture must parse under the repo config').toEqual([]);
@@ -51,5 +51,13 @@ describe('the workflow sandbox lint guard', () => {
       ["import { createActivities } from '../activities';", 'export const f = createActivities;', ''].join('\n'),
     );
     expect(messages.filter((m) => m.ruleId === RULE).map((m) => m.line)).toEqual([1]);
+  });
+
+  it('guards core/ too, since workflows import it', async () => {
+    const messages = await lintWorkflowSource(
+      ["import { randomUUID } from 'node:crypto';", "import { createLogger } from '../lib/logger';", 'export const f = [randomUUID, createLogger];', ''].join('\n'),
+      'core/__lint_fixture__.ts',
+    );
+    expect(messages.filter((m) => m.ruleId === RULE).map((m) => m.line)).toEqual([1, 2]);
   });
 });
