@@ -243,7 +243,7 @@ type SessionTimes = { startedAt: number; endOfTurnAt: number; modelCallStarts: n
  * after the last model call (the one that records `blocked`/`awaiting_input`) completed.
  */
 function sessionTimes(events: HistoryEvent[]): SessionTimes {
-  const activityType = new Map<string, string>(); // scheduled event id -> activity type
+  const activityType = new Map<string, string>(); // scheduled event id -> activity type (server-side activities)
   const typeOf = (scheduledEventId: unknown): string | undefined => activityType.get(String(scheduledEventId));
   const modelCallStarts: number[] = [];
   let lastModelCallDone = -1;
@@ -258,7 +258,8 @@ function sessionTimes(events: HistoryEvent[]): SessionTimes {
       lastModelCallDone = i;
       endOfTurnAt = undefined;
     }
-    if (completed && lastModelCallDone >= 0 && endOfTurnAt === undefined && typeOf(completed.scheduledEventId) === 'checkpoint') {
+    // Checkpoints are local activities: each one is a marker, recorded when its workflow task completes.
+    if (e.markerRecordedEventAttributes && lastModelCallDone >= 0 && endOfTurnAt === undefined) {
       endOfTurnAt = eventMs(e);
     }
   });
