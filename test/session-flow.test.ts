@@ -97,4 +97,18 @@ describe('a session over HTTP', () => {
     expect((await stack.api('POST', `/v1/sessions/${id}/messages`, { content: 'hello?' })).status).toBe(409);
     expect((await stack.api('POST', `/v1/sessions/${id}/cancel`)).status).toBe(409);
   });
+
+  it('queues a message sent while the agent is still working and answers it when the turn ends', async () => {
+    const agent = await stack.agent('slowpoke', 'slow-then-echo');
+    const id = (await stack.api('POST', '/v1/sessions', { goal: 'start slowly', agent })).body.id as string;
+    await stack.events(id, { until: (e) => e.type === 'workflow.node.enter' && (e.payload as { kind: string }).kind === 'model_call' });
+    const sent = await stack.api('POST', `/v1/sessions/${id}/messages`, { content: 'typed ahead' });
+    expect(sent).toMatchObject({ status: 202, body: { status: 'running' } });
+    const session = await stack.waitForStatus(id, (s) => s.finalAnswer === 'second: typed ahead');
+    expect(session.status).toBe('blocked');
+    const types = (await stack.traceRows(id)).map((r) => r.type);
+    // The queued message is taken only after the first turn ended.
+    expect(types.indexOf('message.user', 2)).toBeGreaterThan(types.indexOf('message.assistant'));
+    await stack.api('POST', `/v1/sessions/${id}/close`);
+  });
 });
