@@ -1,8 +1,7 @@
 # One image for both Troupe processes; docker-compose.yml runs it as `npm run worker` and as `npm run api`.
 FROM node:20-bookworm-slim
 
-# bubblewrap is the sandbox the worker runs agent commands in. Inside a container it needs user namespaces, which
-# Docker's default seccomp profile may block: see the worker's security_opt in docker-compose.yml.
+# bubblewrap will be the sandbox for agent commands (not used yet); git for workspaces.
 RUN apt-get update \
  && apt-get install -y --no-install-recommends bubblewrap ca-certificates git \
  && rm -rf /var/lib/apt/lists/*
