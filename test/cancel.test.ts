@@ -32,6 +32,15 @@ describe('cancel', () => {
     expect(types[types.length - 1]).toBe('session.ended');
     expect(events[events.length - 1]!.data.payload).toMatchObject({ status: 'cancelled' });
     expect(types).not.toContain('message.assistant');
+    // Every event once: what was written before the cancel is not written again by it.
+    expect(types).toEqual([
+      'session.started',
+      'message.user',
+      'workflow.node.enter',
+      'state.mutated', // running -> cancelled
+      'session.ended',
+    ]);
+    expect(events.map((e) => Number(e.id))).toEqual([1, 2, 3, 4, 5]);
 
     // Temporal agrees, and the model activity was cancelled rather than left running.
     const description = await stack.temporal.workflow.getHandle(id).describe();

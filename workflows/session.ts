@@ -145,10 +145,10 @@ export async function sessionWorkflow(input: SessionWorkflowInput): Promise<Sess
       case 'await_input': {
         const since = state.awaitingSince ?? Date.now();
         const remaining = Math.max(1, state.limits.idleTimeoutMs - (Date.now() - since));
-        const woke = await condition(() => inbox.length > 0 || closeRequested, remaining);
+        await condition(() => inbox.length > 0 || closeRequested, remaining);
         if (inbox.length > 0) return { kind: 'user_message', content: inbox.shift() as string };
         if (closeRequested) return { kind: 'closed' };
-        return woke ? { kind: 'closed' } : { kind: 'idle_timeout' };
+        return { kind: 'idle_timeout' };
       }
     }
   }
@@ -158,12 +158,14 @@ export async function sessionWorkflow(input: SessionWorkflowInput): Promise<Sess
       const info = workflowInfo();
       if (info.continueAsNewSuggested || info.historyLength >= state.limits.maxHistoryEvents) {
         if (pending.length > 0) await checkpoint(pending);
+        pending = [];
         await condition(allHandlersFinished);
         log.info('continuing as new', { sessionId: state.sessionId, historyLength: info.historyLength });
         return await continueAsNew<typeof sessionWorkflow>({ ...input, carried: { state, inbox, closeRequested } });
       }
       const node = next(state);
       await checkpoint([...pending, { actor: 'orchestrator', type: 'workflow.node.enter', payload: node }]);
+      pending = []; // written: a cancel below must not write them again
       const result = await runNode(node);
       const reduced = reduce(state, result, Date.now());
       state = reduced.state;
