@@ -1,4 +1,4 @@
-import { readFileSync, existsSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
 import YAML from 'yaml';
@@ -39,18 +39,25 @@ export type Scenario = z.infer<typeof Scenario>;
 
 export const BUILTIN_SCENARIO_DIR = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../../scenarios');
 
+/** Parsed scenarios by file, kept while the file's mtime is unchanged (a model call must not re-parse YAML). */
+const parsedScenarios = new Map<string, { mtimeMs: number; scenario: Scenario }>();
+
 export function loadScenario(name: string, dirs: readonly string[]): Scenario {
   if (!/^[A-Za-z0-9._-]+$/.test(name)) throw new TroupeError('scenario_not_found', `invalid scenario name "${name}"`);
   for (const dir of [...dirs, BUILTIN_SCENARIO_DIR]) {
     for (const ext of ['.yaml', '.yml', '.json']) {
       const file = path.join(dir, name + ext);
-      if (!existsSync(file)) continue;
+      const stat = statSync(file, { throwIfNoEntry: false });
+      if (!stat?.isFile()) continue;
+      const cached = parsedScenarios.get(file);
+      if (cached?.mtimeMs === stat.mtimeMs) return cached.scenario;
       const raw: unknown = ext === '.json' ? JSON.parse(readFileSync(file, 'utf8')) : YAML.parse(readFileSync(file, 'utf8'));
       const parsed = Scenario.safeParse(raw);
       if (!parsed.success) {
         const problems = parsed.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; ');
         throw new TroupeError('scenario_not_found', `scenario file ${file} is invalid: ${problems}`);
       }
+      parsedScenarios.set(file, { mtimeMs: stat.mtimeMs, scenario: parsed.data });
       return parsed.data;
     }
   }

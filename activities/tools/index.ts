@@ -71,20 +71,20 @@ export const BUILTIN_TOOLS: readonly ToolDefinition[] = [
   }),
 ];
 
+function specOf(t: ToolDefinition): ToolSpec {
+  const schema = z.toJSONSchema(t.input, { io: 'input' }) as Record<string, unknown>;
+  delete schema.$schema;
+  return { name: t.name, description: t.description, inputSchema: schema };
+}
+
 export function createToolRegistry(tools: readonly ToolDefinition[] = BUILTIN_TOOLS) {
   const byName = new Map(tools.map((t) => [t.name, t]));
+  // The JSON Schemas the model sees are built once, not on every model call.
+  const specByName = new Map(tools.map((t) => [t.name, specOf(t)]));
   return {
     get: (name: string) => byName.get(name),
     names: () => [...byName.keys()],
-    specs(names: readonly string[]): ToolSpec[] {
-      return names.flatMap((n) => {
-        const t = byName.get(n);
-        if (!t) return [];
-        const schema = z.toJSONSchema(t.input, { io: 'input' }) as Record<string, unknown>;
-        delete schema.$schema;
-        return [{ name: t.name, description: t.description, inputSchema: schema }];
-      });
-    },
+    specs: (names: readonly string[]): ToolSpec[] => names.flatMap((n) => specByName.get(n) ?? []),
   };
 }
 export type ToolRegistry = ReturnType<typeof createToolRegistry>;
