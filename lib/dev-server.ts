@@ -5,6 +5,7 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Connection } from '@temporalio/client';
 import { resolveTemporalCli } from './temporal-cli';
+import { outputTail } from './output-tail';
 
 /** How long the dev server may take to accept connections. Reopening a large SQLite file is the slow case. */
 export const DEV_SERVER_START_TIMEOUT_MS = 60_000;
@@ -100,14 +101,7 @@ export async function startDevServer(opts: DevServerOptions): Promise<DevServer>
     detached: opts.detached ?? false,
   });
 
-  const tail: string[] = [];
-  const remember = (chunk: Buffer): void => {
-    for (const line of chunk.toString('utf8').split('\n')) {
-      if (line.trim() === '') continue;
-      tail.push(line);
-      if (tail.length > 30) tail.shift();
-    }
-  };
+  const { lines: tail, remember } = outputTail(30);
   child.stdout?.on('data', remember);
   child.stderr?.on('data', remember);
 

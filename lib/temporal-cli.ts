@@ -3,6 +3,7 @@ import { constants as fsConstants } from 'node:fs';
 import { access, mkdir, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { outputTail } from './output-tail';
 
 /**
  * The Temporal CLI release we build. v1.5.1 is the newest tag that `go install pkg@version` accepts: later tags carry
@@ -71,15 +72,7 @@ async function buildTemporalCli(go: string, log: (msg: string) => void): Promise
   log(`building the Temporal CLI: go install ${target} into ${gobin} (this can take a few minutes the first time)`);
   const started = Date.now();
 
-  const tail: string[] = [];
-  const remember = (chunk: Buffer): void => {
-    for (const line of chunk.toString('utf8').split('\n')) {
-      if (line.trim() === '') continue;
-      tail.push(line);
-      if (tail.length > 40) tail.shift();
-      log(`  ${line}`);
-    }
-  };
+  const { lines: tail, remember } = outputTail(40, (line) => log(`  ${line}`));
 
   const result = await new Promise<{ code: number | null; signal: NodeJS.Signals | null; error?: Error }>((resolve) => {
     const child = spawn(go, ['install', target], {
