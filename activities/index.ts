@@ -8,6 +8,10 @@ import { TroupeError } from '../core/errors';
 import { ModelResponse, type ChatMessage, type ToolResultBlock, type ToolUseBlock } from '../core/model';
 import type { AgentDefinition } from '../core/schemas';
 import type { SessionSnapshot } from '../core/session';
+import type { TaskSnapshot } from '../core/orchestrator';
+import { blackboardSection } from '../core/context';
+import { readEntries } from '../service/blackboard';
+import type { Prisma } from '../generated/prisma/client';
 import type { Db } from '../lib/db/client';
 import { appendTraceEvents, type NewTraceEvent } from '../lib/db/trace';
 import type { Logger } from '../lib/logger';
@@ -16,7 +20,7 @@ import type { ToolRegistry } from './tools';
 
 export type ActivityDeps = {
   db: Db;
-  resolveModel: (model: string) => ResolvedModel;
+  resolveModel: (model: string, role?: string) => ResolvedModel;
   tools: ToolRegistry;
   logger: Logger;
   /** Max output tokens per model call. */
@@ -26,13 +30,42 @@ export type ActivityDeps = {
 export type CheckpointInput = {
   sessionId: string;
   /** On the first checkpoint: what it takes to create the session row if the API has not written it. */
-  create?: { goal: string; agent: AgentDefinition; metadata: Record<string, unknown> };
-  snapshot: SessionSnapshot;
+  create?: { goal: string; agent: AgentDefinition; metadata: Record<string, unknown>; project?: string | null };
+  /** The session's mirrored state; absent for a task workflow, which only writes trace events. */
+  snapshot?: SessionSnapshot;
+  /** Tasks whose state changed since the last checkpoint (orchestrated sessions). */
+  tasks?: TaskSnapshot[];
   events: (Omit<NewTraceEvent, 'payload'> & { payload: unknown })[];
 };
 
-export type CallModelInput = { sessionId: string; step: number; agent: AgentDefinition; messages: ChatMessage[] };
-export type RunToolInput = { sessionId: string; step: number; agent: AgentDefinition; call: ToolUseBlock };
+export type CallModelInput = {
+  sessionId: string;
+  step: number;
+  agent: AgentDefinition;
+  messages: ChatMessage[];
+  /** The session's project: blackboard entries of `project` scope come from it. */
+  project?: string | null;
+  /** The task this call works on (orchestrated sessions); its events carry the task id. */
+  taskId?: string;
+  /** Task attempt number (1-based), for providers that script failures. */
+  taskAttempt?: number;
+  /** Prefix of this call's trace keys, unique per workflow run within the session (e.g. the task run). */
+  keyPrefix?: string;
+  /** Tools offered instead of the agent's own (the planner gets only submit_plan; synthesis none). */
+  tools?: string[];
+  /** Index of the first message not yet recorded in an earlier `model.context` event of this conversation. */
+  recordFrom?: number;
+};
+export type RunToolInput = {
+  sessionId: string;
+  step: number;
+  agent: AgentDefinition;
+  call: ToolUseBlock;
+  project?: string | null;
+  taskId?: string;
+  /** Prefix of the call's idempotency key, unique per workflow run within the session. */
+  keyPrefix?: string;
+};
 
 const DELTA_FLUSH_MS = 100;
 const HEARTBEAT_MS = 2_000;
@@ -48,6 +81,32 @@ function toFailure(err: unknown): unknown {
   return err;
 }
 
+/**
+ * Upserts the tasks a checkpoint changed. A row is only overwritten by a newer session checkpoint (`state_version`),
+ * so a retried or late checkpoint never rolls the task tree back.
+ */
+async function mirrorTasks(tx: Prisma.TransactionClient, sessionId: string, version: number, tasks: TaskSnapshot[]): Promise<void> {
+  const col = <K extends keyof TaskSnapshot>(k: K) => tasks.map((t) => t[k]);
+  await tx.$executeRaw`
+    INSERT INTO "tasks" ("id", "parent_id", "session_id", "round", "plan_key", "goal", "role", "input", "depends_on",
+      "assigned_agent", "agent_version", "status", "status_reason", "attempts", "output", "state_version", "updated_at")
+    SELECT u.id, u.parent_id, ${sessionId}, u.round, u.plan_key, u.goal, u.role, u.input::jsonb,
+      ARRAY(SELECT jsonb_array_elements_text(u.depends_on::jsonb)), u.assigned_agent, u.agent_version, u.status,
+      u.status_reason, u.attempts, u.output::jsonb, ${version}, CURRENT_TIMESTAMP
+    FROM unnest(
+      ${col('id')}::text[], ${col('parentId')}::text[], ${col('round')}::int[], ${col('planKey')}::text[], ${col('goal')}::text[],
+      ${col('role')}::text[], ${tasks.map((t) => JSON.stringify(t.input ?? null))}::text[],
+      ${tasks.map((t) => JSON.stringify(t.dependsOn))}::text[], ${col('assignedAgent')}::text[], ${col('agentVersion')}::int[],
+      ${col('status')}::text[], ${col('statusReason')}::text[], ${col('attempts')}::int[],
+      ${tasks.map((t) => (t.output === null ? null : JSON.stringify(t.output)))}::text[]
+    ) AS u(id, parent_id, round, plan_key, goal, role, input, depends_on, assigned_agent, agent_version, status, status_reason, attempts, output)
+    ON CONFLICT ("id") DO UPDATE SET
+      "assigned_agent" = EXCLUDED."assigned_agent", "agent_version" = EXCLUDED."agent_version", "status" = EXCLUDED."status",
+      "status_reason" = EXCLUDED."status_reason", "attempts" = EXCLUDED."attempts", "output" = EXCLUDED."output",
+      "state_version" = EXCLUDED."state_version", "updated_at" = CURRENT_TIMESTAMP
+    WHERE "tasks"."state_version" < EXCLUDED."state_version"`;
+}
+
 export function createActivities(deps: ActivityDeps) {
   const { db, logger } = deps;
 
@@ -57,13 +116,15 @@ export function createActivities(deps: ActivityDeps) {
       const { snapshot } = input;
       return db.$transaction(async (tx) => {
         if (input.create) {
-          const { goal, agent, metadata } = input.create;
+          const { goal, agent, metadata, project } = input.create;
           await tx.session.createMany({
-            data: [{ id: input.sessionId, goal, agentId: agent.id, agentSnapshot: agent, status: 'pending', metadata: metadata as object }],
+            data: [{ id: input.sessionId, goal, agentId: agent.id, agentSnapshot: agent, status: 'pending', metadata: metadata as object, project: project ?? null }],
             skipDuplicates: true,
           });
         }
         const { lastSeq } = await appendTraceEvents(tx, input.sessionId, input.events);
+        if (input.tasks && input.tasks.length > 0 && snapshot) await mirrorTasks(tx, input.sessionId, snapshot.version, input.tasks);
+        if (!snapshot) return { lastSeq };
         await tx.session.updateMany({
           where: { id: input.sessionId, stateVersion: { lt: snapshot.version } },
           data: {
@@ -84,13 +145,45 @@ export function createActivities(deps: ActivityDeps) {
     async callModel(input: CallModelInput): Promise<ModelResponse> {
       const ctx = Context.current();
       const { attempt, workflowExecution } = ctx.info;
-      const log = logger.child({ sessionId: input.sessionId, activity: 'callModel', attempt });
+      const log = logger.child({ sessionId: input.sessionId, ...(input.taskId ? { taskId: input.taskId } : {}), activity: 'callModel', attempt });
+      const prefix = input.keyPrefix ?? '';
+      const runId = workflowExecution?.runId ?? 'unknown';
+      const actor = `agent:${input.agent.id}`;
       let resolved: ResolvedModel;
       try {
-        resolved = deps.resolveModel(input.agent.model);
+        resolved = deps.resolveModel(input.agent.model, input.agent.role);
       } catch (err) {
         throw toFailure(err);
       }
+
+      // The context builder: instructions + the blackboard entries in the agent's scope (read now, so the call sees
+      // what parallel agents wrote meanwhile) + the task conversation. Recorded exactly as sent, before the call.
+      const entries = await readEntries(db, {
+        session: { id: input.sessionId, project: input.project ?? null },
+        memoryScope: input.agent.memoryScope,
+      });
+      const system = input.agent.instructions + blackboardSection(entries);
+      const tools = deps.tools.specs(input.tools ?? input.agent.tools);
+      const recordFrom = Math.min(input.recordFrom ?? 0, input.messages.length);
+      await appendTraceEvents(db, input.sessionId, [
+        {
+          key: `${prefix}x${input.step}:${attempt}`,
+          runId,
+          ...(input.taskId ? { taskId: input.taskId } : {}),
+          actor,
+          type: 'model.context',
+          payload: {
+            model: resolved.qualified,
+            attempt,
+            system,
+            tools: tools.map((t) => t.name),
+            blackboard: entries.map((e) => e.id),
+            messageOffset: recordFrom,
+            messages: input.messages.slice(recordFrom),
+          },
+          timestamp: new Date().toISOString(),
+        },
+      ]);
 
       let buffer = '';
       let deltaIndex = 0;
@@ -98,9 +191,10 @@ export function createActivities(deps: ActivityDeps) {
       const flush = () => {
         if (buffer.length === 0) return flushing;
         const event: NewTraceEvent = {
-          key: `d${input.step}:${attempt}:${deltaIndex++}`,
-          runId: workflowExecution?.runId ?? 'unknown',
-          actor: `agent:${input.agent.id}`,
+          key: `${prefix}d${input.step}:${attempt}:${deltaIndex++}`,
+          runId,
+          ...(input.taskId ? { taskId: input.taskId } : {}),
+          actor,
           type: 'model.delta',
           payload: { text: buffer, attempt },
           timestamp: new Date().toISOString(),
@@ -120,10 +214,11 @@ export function createActivities(deps: ActivityDeps) {
         const response = await resolved.provider.complete(
           {
             model: resolved.model,
-            system: input.agent.instructions,
+            system,
             messages: input.messages,
-            tools: deps.tools.specs(input.agent.tools),
+            tools,
             maxTokens: deps.maxTokens ?? 8192,
+            ...(input.taskAttempt !== undefined ? { meta: { taskAttempt: input.taskAttempt } } : {}),
           },
           {
             signal: ctx.cancellationSignal,
@@ -171,10 +266,24 @@ export function createActivities(deps: ActivityDeps) {
       const heartbeatTimer = setInterval(() => ctx.heartbeat(), HEARTBEAT_MS);
       try {
         const content = await tool.run(
-          { db, sessionId: input.sessionId, agentId: agent.id, callKey: `${input.step}:${call.id}`, signal: ctx.cancellationSignal },
+          {
+            db,
+            sessionId: input.sessionId,
+            project: input.project ?? null,
+            agent,
+            agentId: agent.id,
+            taskId: input.taskId ?? null,
+            runId: ctx.info.workflowExecution?.runId ?? 'unknown',
+            callKey: `${input.keyPrefix ?? ''}${input.step}:${call.id}`,
+            signal: ctx.cancellationSignal,
+          },
           args.data,
         );
         return { type: 'tool_result', toolUseId: call.id, content };
+      } catch (err) {
+        // A tool refusing the call (bad scope, missing permission) is an answer for the model, not a failure to retry.
+        if (err instanceof TroupeError && err.code === 'bad_request') return errorResult(err.message);
+        throw err;
       } finally {
         clearInterval(heartbeatTimer);
       }

@@ -1,8 +1,14 @@
 import express, { type Request, type Response } from 'express';
 import { TroupeError } from '../core/errors';
 import { CreateSessionBody, EventsQuery, ListSessionsQuery, SendMessageBody } from '../core/schemas';
+import type { Db } from '../lib/db/client';
 import type { Logger } from '../lib/logger';
 import type { SessionService } from '../service/sessions';
+import type { AgentService } from '../service/agents';
+import { agentsRouter } from './agents';
+import { blackboardRouter } from './blackboard';
+import { tasksRouter } from './tasks';
+import { createTaskService } from '../service/tasks';
 import { requireToken } from './auth';
 import { errorMiddleware, notFoundRoute, parseOr400 } from './errors';
 import { openApiDocument } from './openapi';
@@ -12,7 +18,7 @@ export type Readiness = () => Promise<Record<string, { ok: boolean; error?: stri
 const SSE_KEEPALIVE_MS = 15_000;
 
 /** Builds the Express app (no listening here, so tests can mount it on any port). */
-export function buildApp(deps: { sessions: SessionService; apiTokens: readonly string[]; logger: Logger; readiness: Readiness }) {
+export function buildApp(deps: { sessions: SessionService; agents: AgentService; db: Db; apiTokens: readonly string[]; logger: Logger; readiness: Readiness }) {
   const { sessions, logger } = deps;
   const app = express();
   app.disable('x-powered-by');
@@ -44,6 +50,9 @@ export function buildApp(deps: { sessions: SessionService; apiTokens: readonly s
   const v1 = express.Router();
   v1.use(requireToken(deps.apiTokens));
   v1.use(express.json({ limit: '1mb' }));
+  v1.use(agentsRouter(deps.agents));
+  v1.use(blackboardRouter({ db: deps.db }));
+  v1.use(tasksRouter(createTaskService(deps.db)));
 
   const sessionId = (req: Request) => String(req.params.id);
 

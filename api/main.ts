@@ -3,15 +3,16 @@ import { Client, Connection } from '@temporalio/client';
 import { loadConfig } from '../lib/config';
 import { createPrisma } from '../lib/db/client';
 import { ensureDatabase, migrate } from '../lib/db/migrate';
-import { TraceNotifier } from '../lib/db/trace';
+import { configureTraceRedaction, TraceNotifier } from '../lib/db/trace';
 import { createLogger } from '../lib/logger';
-import { ensureBuiltinAgents } from '../service/agents';
+import { createAgentService, ensureBuiltinAgents } from '../service/agents';
 import { createSessionService } from '../service/sessions';
 import { buildApp } from './app';
 import { createReadiness } from './readiness';
 
 const config = loadConfig();
 const logger = createLogger({ name: 'api', level: config.logLevel });
+configureTraceRedaction(config.secrets);
 
 async function main() {
   if (config.apiTokens.length === 0) {
@@ -20,7 +21,9 @@ async function main() {
   await ensureDatabase(config.databaseUrl);
   await migrate(config.databaseUrl, { log: (msg) => logger.info(msg) });
   const db = createPrisma(config.databaseUrl);
-  await ensureBuiltinAgents(db);
+  // Built-in agents, then the team's agent files (TROUPE_AGENTS_DIR) over them, in one idempotent apply.
+  const agents = await ensureBuiltinAgents(db, { teamDir: config.agentsDir });
+  logger.info({ agentsDir: config.agentsDir, agents: agents.map((r) => `${r.agent.id}@${r.agent.version} ${r.change}`) }, 'agents applied');
   const connection = await Connection.connect({ address: config.temporalAddress });
   const temporal = new Client({ connection, namespace: config.temporalNamespace });
   const notifier = new TraceNotifier(config.databaseUrl, { onError: (err) => logger.warn({ err }, 'trace listener error') });
@@ -28,6 +31,8 @@ async function main() {
   const sessions = createSessionService({ db, temporal, taskQueue: config.taskQueue, notifier, logger });
   const app = buildApp({
     sessions,
+    agents: createAgentService(db),
+    db,
     apiTokens: config.apiTokens,
     logger,
     readiness: createReadiness(db, connection),

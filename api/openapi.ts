@@ -1,5 +1,14 @@
 import { z } from 'zod';
-import { CreateSessionBody, ErrorBody, SendMessageBody, Session, SessionPage, TraceEvent } from '../core/schemas';
+import { AgentDefinition, BlackboardEntry, CreateSessionBody, ErrorBody, SendMessageBody, Session, SessionPage, TraceEvent, VersionedAgent, WriteBlackboardBody } from '../core/schemas';
+import { BlackboardQuery } from './blackboard';
+
+const AgentView = VersionedAgent.extend({ source: z.string().describe('builtin, yaml:<file> or api'), createdAt: z.string(), updatedAt: z.string() });
+const AgentVersionView = VersionedAgent.extend({ source: z.string(), createdAt: z.string() });
+const AgentList = z.object({ data: z.array(AgentView) });
+const AgentVersionList = z.object({ data: z.array(AgentVersionView) });
+const AgentApplyResults = z.object({
+  data: z.array(z.object({ change: z.enum(['created', 'updated', 'unchanged']), agent: AgentView })),
+});
 
 /** OpenAPI 3.1 document generated from the same zod schemas that validate requests. */
 export function openApiDocument(): Record<string, unknown> {
@@ -28,6 +37,16 @@ export function openApiDocument(): Record<string, unknown> {
         CreateSessionBody: schema(CreateSessionBody),
         SendMessageBody: schema(SendMessageBody),
         TraceEvent: schema(TraceEvent),
+        BlackboardEntry: schema(BlackboardEntry),
+        BlackboardList: schema(z.object({ data: z.array(BlackboardEntry) })),
+        WriteBlackboardBody: schema(WriteBlackboardBody),
+        AgentDefinition: schema(AgentDefinition),
+        AgentUpdateBody: schema(AgentDefinition.partial({ id: true })),
+        Agent: schema(AgentView),
+        AgentVersion: schema(AgentVersionView),
+        AgentList: schema(AgentList),
+        AgentVersionList: schema(AgentVersionList),
+        AgentApplyResults: schema(AgentApplyResults),
         Error: schema(ErrorBody),
       },
     },
@@ -72,6 +91,77 @@ export function openApiDocument(): Record<string, unknown> {
       },
       '/v1/sessions/{id}/close': {
         post: { summary: 'End a session normally (status done)', parameters: idParam, responses: { '202': { description: 'close requested', ...json('Session') }, ...errors } },
+      },
+      '/v1/sessions/{id}/blackboard': {
+        get: {
+          summary:
+            'Blackboard entries visible in the session: its own, its project\'s and the global ones (latest value per scope and key, unexpired, oldest first, at most 500)',
+          parameters: [
+            ...idParam,
+            ...Object.entries((schema(BlackboardQuery).properties ?? {}) as Record<string, unknown>).map(([name, s]) => ({ name, in: 'query', schema: s })),
+          ],
+          responses: { '200': { description: 'the entries', ...json('BlackboardList') }, ...errors },
+        },
+        post: {
+          summary: 'Write a blackboard entry as actor `app` (recorded as a `blackboard.written` trace event)',
+          parameters: [
+            ...idParam,
+            {
+              name: 'Idempotency-Key',
+              in: 'header',
+              description: 'makes the write safe to retry: the same key returns the same entry (1-200 characters of A-Z a-z 0-9 _ . : -)',
+              schema: { type: 'string', pattern: '^[A-Za-z0-9_.:-]{1,200}$' },
+            },
+          ],
+          requestBody: { required: true, ...json('WriteBlackboardBody') },
+          responses: {
+            '201': { description: 'the entry', ...json('BlackboardEntry') },
+            ...errors,
+            '409': { description: 'the session has ended, or the Idempotency-Key was used for a different write', ...json('Error') },
+          },
+        },
+      },
+      '/v1/agents': {
+        get: { summary: 'List the current agents (deleted ones left out), by id', responses: { '200': { description: 'the agents', ...json('AgentList') }, ...errors } },
+        post: {
+          summary:
+            'Create an agent (JSON: one definition → 201; 409 if it exists). With Content-Type application/yaml (or text/yaml): ' +
+            'one agent or a YAML list, applied all or nothing: created, updated (new version) or unchanged → 200',
+          requestBody: {
+            required: true,
+            content: {
+              'application/json': { schema: ref('AgentDefinition') },
+              'application/yaml': { schema: { type: 'string', description: 'one AgentDefinition or a list of them, as YAML' } },
+            },
+          },
+          responses: {
+            '201': { description: 'the new agent (version 1, or the next version of a deleted one)', ...json('Agent') },
+            '200': { description: 'YAML body: what happened to each agent', ...json('AgentApplyResults') },
+            ...errors,
+            '409': { description: 'an agent with this id exists', ...json('Error') },
+          },
+        },
+      },
+      '/v1/agents/{id}': {
+        get: {
+          summary: 'Get the current version of an agent, or an older one with ?version=N (versions of deleted agents stay readable)',
+          parameters: [...idParam, { name: 'version', in: 'query', schema: { type: 'integer', minimum: 1 } }],
+          responses: { '200': { description: 'the agent', ...json('Agent') }, ...errors },
+        },
+        put: {
+          summary: 'Save a new version of an agent (creates it when missing); an identical definition keeps the version',
+          parameters: idParam,
+          requestBody: { required: true, ...json('AgentUpdateBody') },
+          responses: { '200': { description: 'the current version', ...json('Agent') }, ...errors },
+        },
+        delete: {
+          summary: 'Delete an agent (soft: its versions stay for the sessions that use them; re-creating it continues the numbering)',
+          parameters: idParam,
+          responses: { '204': { description: 'deleted' }, ...errors },
+        },
+      },
+      '/v1/agents/{id}/versions': {
+        get: { summary: 'Every version of an agent, newest first', parameters: idParam, responses: { '200': { description: 'the versions', ...json('AgentVersionList') }, ...errors } },
       },
       '/healthz': { get: { summary: 'Liveness', security: [], responses: { '200': { description: 'ok' } } } },
       '/readyz': { get: { summary: 'Temporal and Postgres reachable', security: [], responses: { '200': { description: 'ready' }, '503': { description: 'not ready' } } } },

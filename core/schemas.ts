@@ -5,21 +5,91 @@ import { z } from 'zod';
 export const MemoryScope = z.enum(['none', 'session', 'project', 'global']);
 export type MemoryScope = z.infer<typeof MemoryScope>;
 
-export const Permission = z.string().regex(/^[a-z][a-z0-9_]*(:[a-z0-9_*./-]+)?$/, 'permission like "exec" or "write:src/**"');
+/**
+ * Permission verbs an agent may hold, optionally narrowed by a path glob or pattern after a colon
+ * (`exec`, `write:src/**`). The guardrails enforce them before any policy rule.
+ */
+export const PERMISSION_VERBS = ['read', 'write', 'exec', 'network', 'git'] as const;
+export const Permission = z
+  .string()
+  .regex(/^[a-z][a-z0-9_]*(:[^\s]+)?$/, 'permission like "exec" or "write:src/**"')
+  .refine((p) => (PERMISSION_VERBS as readonly string[]).includes(p.split(':')[0] ?? ''), {
+    message: `unknown permission; known: ${PERMISSION_VERBS.join(', ')} (optionally "<verb>:<glob>")`,
+  });
 export type Permission = z.infer<typeof Permission>;
 
-export const AgentDefinition = z.object({
-  id: z.string().regex(/^[a-z][a-z0-9-]{0,62}$/, 'lowercase letters, digits and dashes'),
-  name: z.string().min(1).max(200),
-  role: z.string().min(1).max(100),
-  /** `<provider>:<model>`, e.g. `anthropic:claude-sonnet-5-5` or `scripted:<scenario>`; `default` picks by the worker's config. */
-  model: z.string().min(1).max(200),
-  instructions: z.string().max(100_000),
-  tools: z.array(z.string().min(1)).max(100),
-  permissions: z.array(Permission).max(100),
-  memoryScope: MemoryScope,
-});
+export const AgentId = z.string().regex(/^[a-z][a-z0-9-]{0,62}$/, 'lowercase letters, digits and dashes, starting with a letter');
+
+/** Task-level retry policy of an agent: how many attempts a task gets and the pause between them. */
+export const AgentRetry = z
+  .object({
+    maxAttempts: z.number().int().min(1).max(10),
+    backoffSeconds: z.number().min(0).max(3600).default(1),
+  })
+  .strict();
+export type AgentRetry = z.infer<typeof AgentRetry>;
+
+/** The spec's AgentDefinition plus optional policy fields. Strict: an unknown field is an error, not ignored. */
+export const AgentDefinition = z
+  .object({
+    id: AgentId,
+    name: z.string().min(1).max(200),
+    role: z.string().regex(/^[a-z][a-z0-9_-]{0,62}$/, 'lowercase role name, e.g. "coder"'),
+    /** `<provider>:<model>`, e.g. `anthropic:claude-sonnet-5-5` or `scripted:<scenario>`; `default` picks by the worker's config. */
+    model: z.string().min(1).max(200),
+    instructions: z.string().max(100_000),
+    tools: z.array(z.string().min(1)).max(100),
+    permissions: z.array(Permission).max(100),
+    memoryScope: MemoryScope,
+    description: z.string().max(2000).optional(),
+    retry: AgentRetry.optional(),
+    /** Deadline of a task run by this agent (all attempts together). */
+    timeoutSeconds: z.number().int().min(1).max(7 * 24 * 3600).optional(),
+  })
+  .strict();
 export type AgentDefinition = z.infer<typeof AgentDefinition>;
+
+/** An agent as stored: the definition plus its version number (a session freezes these). */
+export const VersionedAgent = AgentDefinition.extend({ version: z.number().int().positive() });
+export type VersionedAgent = z.infer<typeof VersionedAgent>;
+
+// ---- Blackboard ----
+
+export const BlackboardKind = z.enum(['fact', 'artifact', 'decision']);
+export type BlackboardKind = z.infer<typeof BlackboardKind>;
+/** Where an entry lives; who may see it follows each agent's memoryScope (see core/blackboard.ts). */
+export const BlackboardScope = z.enum(['session', 'project', 'global']);
+export type BlackboardScope = z.infer<typeof BlackboardScope>;
+
+export const BlackboardEntry = z.object({
+  id: z.string(),
+  key: z.string(),
+  kind: BlackboardKind,
+  value: z.unknown(),
+  scope: BlackboardScope,
+  provenance: z.object({
+    /** `agent:<id>`, `user` or `app`. */
+    actor: z.string(),
+    sessionId: z.string(),
+    taskId: z.string().nullable(),
+    /** seq of the trace event that records the write. */
+    traceSeq: z.number().int().nullable(),
+  }),
+  expiresAt: z.string().nullable(),
+  createdAt: z.string(),
+});
+export type BlackboardEntry = z.infer<typeof BlackboardEntry>;
+
+export const WriteBlackboardBody = z
+  .object({
+    key: z.string().trim().min(1).max(200),
+    value: z.unknown().refine((v) => v !== undefined, 'value is required'),
+    kind: BlackboardKind.default('fact'),
+    scope: BlackboardScope.default('session'),
+    ttlSeconds: z.number().int().min(1).max(365 * 24 * 3600).optional(),
+  })
+  .strict();
+export type WriteBlackboardBody = z.infer<typeof WriteBlackboardBody>;
 
 export const TASK_STATUSES = ['pending', 'running', 'blocked', 'done', 'failed', 'cancelled'] as const;
 export const TaskStatus = z.enum(TASK_STATUSES);
@@ -79,6 +149,7 @@ export const Session = z.object({
   id: z.string(),
   goal: z.string(),
   agentId: z.string(),
+  project: z.string().nullable(),
   status: SessionStatus,
   /** Why the session is blocked, failed or done (e.g. `awaiting_input`, `idle_timeout`, `closed`). */
   statusReason: z.string().nullable(),
@@ -100,10 +171,36 @@ export const CreateSessionBody = z
   .object({
     goal: z.string().trim().min(1, 'goal must not be empty').max(MAX_CONTENT),
     agent: z.string().min(1).max(63).optional(),
+    /** The project this session works for: the scope of `project` memory on the blackboard. */
+    project: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._/-]{0,199}$/, 'letters, digits, ".", "_", "/" and "-"').optional(),
     metadata: z
       .record(z.string(), z.unknown())
       .refine((m) => JSON.stringify(m).length <= 16_384, 'metadata must serialize to at most 16 KiB')
       .optional(),
+    /**
+     * Router rules of an orchestrated session (agent role `planner`): a task with no agent and no matching role goes
+     * to the first rule whose pattern (case-insensitive regular expression) matches its goal.
+     */
+    routes: z
+      .array(
+        z
+          .object({
+            pattern: z.string().min(1).max(500).refine((p) => {
+              try {
+                new RegExp(p, 'i');
+                return true;
+              } catch {
+                return false;
+              }
+            }, 'not a valid regular expression'),
+            agent: z.string().min(1).max(63),
+          })
+          .strict(),
+      )
+      .max(50)
+      .optional(),
+    /** How many tasks of an orchestrated session run at once (default 4). */
+    maxParallelTasks: z.number().int().min(1).max(32).optional(),
     /** How long a session waits for the next user message before it ends (default one day). */
     idleTimeoutSeconds: z.number().int().min(1).max(30 * 24 * 3600).optional(),
   })
@@ -131,3 +228,26 @@ export const EventsQuery = z.object({ after: z.coerce.number().int().min(0).opti
 export const ErrorBody = z.object({
   error: z.object({ code: z.string(), message: z.string(), details: z.unknown().optional() }),
 });
+
+// ---- Task registry views ----
+
+/** A task as the API shows it: the spec's Task plus what the orchestrator decided about it. */
+export const TaskView = Task.extend({
+  round: z.number().int(),
+  planKey: z.string().nullable(),
+  role: z.string().nullable(),
+  dependsOn: z.array(z.string()),
+  agentVersion: z.number().int().nullable(),
+  attempts: z.number().int(),
+  statusReason: z.string().nullable(),
+});
+export type TaskView = z.infer<typeof TaskView>;
+
+export type TaskNode = TaskView & { children: TaskNode[] };
+export const TaskNode: z.ZodType<TaskNode> = TaskView.extend({
+  get children() {
+    return z.array(TaskNode);
+  },
+});
+
+export const TaskTree = z.object({ data: z.array(TaskNode) });

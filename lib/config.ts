@@ -13,7 +13,11 @@ const Env = z.object({
   TROUPE_ANTHROPIC_MODEL: z.string().min(1).default('claude-sonnet-5-5'),
   /** Extra folders of scripted scenarios (path-delimited), searched before the built-in `scenarios/`. */
   TROUPE_SCENARIO_DIRS: z.string().optional(),
+  /** A folder of team agent files (YAML), applied at API start-up after the built-in agents. */
+  TROUPE_AGENTS_DIR: z.string().min(1).optional(),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  /** Extra secrets (comma-separated) redacted verbatim from every trace payload, besides the keys and tokens above. */
+  TROUPE_SECRETS: z.string().optional(),
 });
 
 export type Config = {
@@ -26,8 +30,23 @@ export type Config = {
   apiTokens: string[];
   anthropic: { apiKey?: string; baseURL?: string; defaultModel: string };
   scenarioDirs: string[];
+  /** TROUPE_AGENTS_DIR: team agent files applied at API start-up after the built-ins. */
+  agentsDir?: string;
   logLevel: z.infer<typeof Env>['LOG_LEVEL'];
+  /**
+   * Values redacted verbatim from trace payloads (lib/db/trace.ts configureTraceRedaction): TROUPE_SECRETS, the
+   * Anthropic key and the API tokens. (Passwords inside URLs, such as DATABASE_URL's, are caught by pattern.)
+   */
+  secrets: string[];
 };
+
+function splitList(value: string | undefined): string[] {
+  return (value ?? '')
+    .split(',')
+    .map((t) => t.trim())
+    .filter((t) => t.length > 0);
+}
+
 
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const parsed = Env.safeParse(env);
@@ -36,18 +55,19 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     throw new Error(`invalid environment: ${problems}`);
   }
   const e = parsed.data;
+  const apiTokens = splitList(e.TROUPE_API_TOKENS);
+  const secrets = [...splitList(e.TROUPE_SECRETS), e.ANTHROPIC_API_KEY, ...apiTokens];
   return {
     databaseUrl: e.DATABASE_URL,
     temporalAddress: e.TEMPORAL_ADDRESS ?? '127.0.0.1:7233',
     temporalNamespace: e.TEMPORAL_NAMESPACE,
     taskQueue: e.TEMPORAL_TASK_QUEUE,
     port: e.PORT,
-    apiTokens: (e.TROUPE_API_TOKENS ?? '')
-      .split(',')
-      .map((t) => t.trim())
-      .filter((t) => t.length > 0),
+    apiTokens,
     anthropic: { apiKey: e.ANTHROPIC_API_KEY, baseURL: e.ANTHROPIC_BASE_URL, defaultModel: e.TROUPE_ANTHROPIC_MODEL },
     scenarioDirs: (e.TROUPE_SCENARIO_DIRS ?? '').split(':').filter((d) => d.length > 0),
+    ...(e.TROUPE_AGENTS_DIR ? { agentsDir: e.TROUPE_AGENTS_DIR } : {}),
     logLevel: e.LOG_LEVEL,
+    secrets: [...new Set(secrets.filter((s): s is string => s !== undefined && s.length > 0))],
   };
 }

@@ -1,40 +1,104 @@
-import { AgentDefinition } from '../core/schemas';
+/**
+ * The agent registry service: versioned agent definitions with idempotent apply, soft delete, validation against the
+ * tool and model registries, and the built-in set shipped as YAML in `agents/`. Every front door uses this module.
+ */
+import { fileURLToPath } from 'node:url';
+import type { VersionedAgent } from '../core/schemas';
+import { loadAgentFiles } from '../lib/agent-files';
 import type { Db } from '../lib/db/client';
+import {
+  agentCatalogue,
+  applyAgents,
+  createAgent,
+  deleteAgent,
+  getAgent,
+  getAgentVersion,
+  getAgentVersionView,
+  getAgentView,
+  listAgents,
+  listAgentVersions,
+  updateAgent,
+  validateAgents,
+  type AgentView,
+  type ApplyResult,
+} from './agent-store';
 import { TroupeError } from '../core/errors';
 
-/** Built-in agents, upserted at start-up. The full agent registry (versions, YAML, API) builds on this table. */
-export const BUILTIN_AGENTS: readonly AgentDefinition[] = [
-  {
-    id: 'assistant',
-    name: 'Assistant',
-    role: 'assistant',
-    model: 'default',
-    instructions:
-      'You are Troupe\'s general assistant. Answer the user\'s request directly. Use the blackboard tools to keep ' +
-      'facts that later steps of this session will need.',
-    tools: ['blackboard_write', 'blackboard_read'],
-    permissions: [],
-    memoryScope: 'session',
-  },
-];
+export {
+  agentCatalogue,
+  applyAgent,
+  applyAgents,
+  checkAgent,
+  createAgent,
+  deleteAgent,
+  getAgent,
+  getAgentVersion,
+  getAgentVersionView,
+  getAgentView,
+  listAgents,
+  listAgentVersions,
+  putAgent,
+  updateAgent,
+  validateAgent,
+  validateAgents,
+  type AgentChange,
+  type AgentVersionView,
+  type AgentView,
+  type ApplyResult,
+  type Problem,
+} from './agent-store';
 
 export const DEFAULT_AGENT_ID = 'assistant';
 
-export async function ensureBuiltinAgents(db: Db): Promise<void> {
-  // Insert-if-missing in one statement: several API processes start at once, and Prisma's upsert is not atomic.
-  await db.agentDefinition.createMany({ data: BUILTIN_AGENTS.map((a) => ({ ...a })), skipDuplicates: true });
+/** The built-in agents' folder, next to this module's (not the working directory). */
+export const BUILTIN_AGENTS_DIR = fileURLToPath(new URL('../agents/', import.meta.url));
+
+/**
+ * Applies the built-in agents from `agents/*.yaml` (source `builtin`) and, when given, a team folder of agent files
+ * (TROUPE_AGENTS_DIR, source `yaml:<file>`) whose agents replace built-ins of the same id. One transaction; idempotent
+ * and safe when several processes start at once: unchanged definitions make no new version. Files win at start-up: an
+ * agent they define that was edited or deleted through the API is set back to the file's definition (a new version).
+ */
+export async function ensureBuiltinAgents(db: Db, opts: { teamDir?: string } = {}): Promise<(ApplyResult & { file: string })[]> {
+  const builtin = await loadAgentFiles(BUILTIN_AGENTS_DIR);
+  const team = opts.teamDir ? await loadAgentFiles(opts.teamDir) : [];
+  const teamIds = new Set(team.map((e) => e.definition.id));
+  const entries = [...builtin.filter((e) => !teamIds.has(e.definition.id)).map((e) => ({ ...e, source: 'builtin' })), ...team];
+  const results = await applyAgents(
+    db,
+    entries.map((e) => e.definition),
+    entries.map((e) => e.source),
+  );
+  return results.map((r, i) => ({ ...r, file: entries[i]!.file }));
 }
 
-export async function getAgent(db: Db, id: string): Promise<AgentDefinition | null> {
-  const row = await db.agentDefinition.findUnique({ where: { id } });
-  if (!row) return null;
-  const parsed = AgentDefinition.safeParse(row);
-  if (!parsed.success) throw new TroupeError('internal', `stored agent "${id}" is invalid: ${parsed.error.message}`);
-  return parsed.data;
+/** The registry as an object, for the HTTP router (and other front doors). */
+export function createAgentService(db: Db) {
+  return {
+    list: (): Promise<AgentView[]> => listAgents(db),
+    async get(id: string): Promise<AgentView> {
+      const agent = await getAgentView(db, id);
+      if (!agent) throw new TroupeError('not_found', `agent "${id}" not found`);
+      return agent;
+    },
+    async getVersion(id: string, version: number) {
+      const agent = await getAgentVersionView(db, id, version);
+      if (!agent) throw new TroupeError('not_found', `agent "${id}" has no version ${version}`);
+      return agent;
+    },
+    async versions(id: string) {
+      const versions = await listAgentVersions(db, id);
+      if (versions.length === 0) throw new TroupeError('not_found', `agent "${id}" not found`);
+      return versions;
+    },
+    create: (input: unknown, source = 'api'): Promise<AgentView> => createAgent(db, input, source),
+    update: (id: string, input: unknown, source = 'api'): Promise<ApplyResult> => updateAgent(db, id, input, source),
+    /** Validates every definition first, then applies them all in one transaction. */
+    apply: (inputs: readonly unknown[], source = 'api'): Promise<ApplyResult[]> => applyAgents(db, validateAgents(inputs), source),
+    remove: (id: string): Promise<void> => deleteAgent(db, id),
+    catalogue: (): Promise<VersionedAgent[]> => agentCatalogue(db),
+    getCurrent: (id: string): Promise<VersionedAgent | null> => getAgent(db, id),
+    getVersionOf: (id: string, version: number): Promise<VersionedAgent | null> => getAgentVersion(db, id, version),
+  };
 }
-
-/** Saves an agent definition (validated); bumps its version when it changes. */
-export async function putAgent(db: Db, agent: AgentDefinition): Promise<void> {
-  const a = AgentDefinition.parse(agent);
-  await db.agentDefinition.upsert({ where: { id: a.id }, create: { ...a }, update: { ...a, version: { increment: 1 } } });
-}
+export type AgentService = ReturnType<typeof createAgentService>;

@@ -11,8 +11,12 @@ import type { Db } from '../lib/db/client';
 import { listTraceEvents, type TraceNotifier } from '../lib/db/trace';
 import type { Logger } from '../lib/logger';
 import { closeSignal, userMessageSignal } from '../workflows/messages';
-import type { SessionWorkflowInput, sessionWorkflow } from '../workflows';
-import { DEFAULT_AGENT_ID, getAgent } from './agents';
+import type { OrchestratedSessionInput, SessionWorkflowInput } from '../workflows';
+import type { OrchestratorLimits } from '../core/orchestrator';
+import { agentCatalogue, DEFAULT_AGENT_ID, getAgent } from './agents';
+
+/** An agent with this role runs a session as an orchestrator: plan, route, dispatch tasks to the other agents. */
+export const PLANNER_ROLE = 'planner';
 
 type SessionRow = NonNullable<Awaited<ReturnType<Db['session']['findUnique']>>>;
 
@@ -21,6 +25,7 @@ export function toSessionView(row: SessionRow): Session {
     id: row.id,
     goal: row.goal,
     agentId: row.agentId,
+    project: row.project,
     status: row.status as SessionStatus,
     statusReason: row.statusReason,
     finalAnswer: row.finalAnswer,
@@ -41,6 +46,8 @@ export type SessionServiceDeps = {
   logger: Logger;
   /** Overrides of the workflow's limits for every session this service starts (tests use small ones). */
   limits?: Partial<SessionLimits>;
+  /** Overrides of the orchestrator's limits for every orchestrated session this service starts. */
+  orchestratorLimits?: Partial<OrchestratorLimits>;
   /** How long cancel waits for the workflow to acknowledge before answering. */
   cancelWaitMs?: number;
 };
@@ -98,22 +105,46 @@ export function createSessionService(deps: SessionServiceDeps) {
       if (!agent) {
         throw new TroupeError('bad_request', `unknown agent "${agentId}"`, [{ path: 'agent', message: `no agent "${agentId}"` }]);
       }
+      if (body.agent !== undefined && agent.role !== PLANNER_ROLE && (body.routes || body.maxParallelTasks)) {
+        throw new TroupeError('bad_request', `routes and maxParallelTasks apply to orchestrated sessions; agent "${agentId}" is not a planner`, [
+          { path: body.routes ? 'routes' : 'maxParallelTasks', message: `agent "${agentId}" has role "${agent.role}", not "${PLANNER_ROLE}"` },
+        ]);
+      }
       const id = `ses_${randomUUID().replaceAll('-', '')}`;
       const metadata = body.metadata ?? {};
-      const input: SessionWorkflowInput = {
-        sessionId: id,
-        goal: body.goal,
-        agent,
-        metadata,
-        limits: { ...deps.limits, ...(body.idleTimeoutSeconds ? { idleTimeoutMs: body.idleTimeoutSeconds * 1000 } : {}) },
-      };
+      const project = body.project ?? null;
+      const idle = body.idleTimeoutSeconds ? { idleTimeoutMs: body.idleTimeoutSeconds * 1000 } : {};
+      let start: { type: string; args: [SessionWorkflowInput] | [OrchestratedSessionInput] };
+      if (agent.role === PLANNER_ROLE) {
+        // The whole catalogue is frozen now: a running session keeps the agent versions it started with.
+        const agents = await agentCatalogue(db);
+        for (const [i, r] of (body.routes ?? []).entries()) {
+          if (!agents.some((a) => a.id === r.agent)) {
+            throw new TroupeError('bad_request', `routes.${i}.agent: unknown agent "${r.agent}"`, [{ path: `routes.${i}.agent`, message: `no agent "${r.agent}"` }]);
+          }
+        }
+        const input: OrchestratedSessionInput = {
+          sessionId: id,
+          goal: body.goal,
+          project,
+          planner: agent,
+          agents,
+          ...(body.routes ? { routes: body.routes } : {}),
+          limits: { ...deps.orchestratorLimits, ...idle, ...(body.maxParallelTasks ? { maxParallelTasks: body.maxParallelTasks } : {}) },
+          metadata,
+        };
+        start = { type: 'orchestratedSessionWorkflow', args: [input] };
+      } else {
+        const input: SessionWorkflowInput = { sessionId: id, goal: body.goal, agent, metadata, project, limits: { ...deps.limits, ...idle } };
+        start = { type: 'sessionWorkflow', args: [input] };
+      }
       // The workflow starts first and its first checkpoint creates the session row if it is missing, so a crash
       // between the two steps leaves either nothing or a complete session, never a row without a workflow.
       try {
-        await temporal.workflow.start<typeof sessionWorkflow>('sessionWorkflow', {
+        await temporal.workflow.start(start.type, {
           workflowId: id,
           taskQueue: deps.taskQueue,
-          args: [input],
+          args: start.args,
           memo: { goal: body.goal.slice(0, 200), agent: agentId },
         });
       } catch (err) {
@@ -121,7 +152,7 @@ export function createSessionService(deps: SessionServiceDeps) {
         throw new TroupeError('unavailable', 'could not start the session: Temporal is unavailable');
       }
       await db.session.createMany({
-        data: [{ id, goal: body.goal, agentId, agentSnapshot: agent, status: 'pending', metadata: metadata as object }],
+        data: [{ id, goal: body.goal, agentId, agentSnapshot: agent, status: 'pending', metadata: metadata as object, project }],
         skipDuplicates: true,
       });
       logger.info({ sessionId: id, agent: agentId }, 'session started');

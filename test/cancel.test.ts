@@ -37,10 +37,11 @@ describe('cancel', () => {
       'session.started',
       'message.user',
       'workflow.node.enter',
+      'model.context', // written before the call went out
       'state.mutated', // running -> cancelled
       'session.ended',
     ]);
-    expect(events.map((e) => Number(e.id))).toEqual([1, 2, 3, 4, 5]);
+    expect(events.map((e) => Number(e.id))).toEqual([1, 2, 3, 4, 5, 6]);
 
     // Temporal agrees, and the model activity was cancelled rather than left running.
     const description = await stack.temporal.workflow.getHandle(id).describe();

@@ -190,6 +190,8 @@ function expectedDefault(f: DmmfField): string | undefined {
   const d = f.default;
   if (d && typeof d === 'object' && 'name' in d) return (d as { name: string }).name === 'now' ? 'CURRENT_TIMESTAMP' : undefined;
   if (typeof d === 'number' || typeof d === 'boolean') return String(d);
+  // `@default([])` on a scalar list: Prisma migrate writes `DEFAULT ARRAY[]::<type>[]`.
+  if (Array.isArray(d) && d.length === 0 && f.isList && f.type === 'String') return 'ARRAY[]::text[]';
   if (typeof d === 'string') {
     if (f.type === 'Json') return `'${d}'::jsonb`;
     if (f.type === 'String') return `'${d}'::text`;

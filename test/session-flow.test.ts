@@ -27,14 +27,17 @@ describe('a session over HTTP', () => {
       'session.started',
       'message.user',
       'workflow.node.enter', // model_call
+      'model.context', // exactly what the model was sent
       'model.delta',
       'workflow.node.exit',
       'message.assistant',
       'tool.called',
       'workflow.node.enter', // tool_calls
+      'blackboard.written',
       'workflow.node.exit',
       'tool.result',
       'workflow.node.enter', // model_call
+      'model.context',
       'model.delta',
       'workflow.node.exit',
       'message.assistant',
@@ -44,9 +47,9 @@ describe('a session over HTTP', () => {
     expect(first.map((m) => m.id)).toEqual(first.map((_, i) => String(i + 1)));
     expect(first.every((m) => m.event === m.data.type && m.data.sessionId === id)).toBe(true);
     expect(first[2]!.data.payload).toEqual({ kind: 'model_call', call: 1 });
-    expect(first[6]!.data.payload).toMatchObject({ name: 'blackboard_write', input: { key: 'goal', value: 'remember this', kind: 'fact' } });
-    expect(first[9]!.data.payload).toMatchObject({ content: 'saved fact "goal"', isError: false });
-    expect(first[13]!.data.payload).toMatchObject({ content: [{ type: 'text', text: 'Done: remember the plan' }], stopReason: 'end_turn' });
+    expect(first[7]!.data.payload).toMatchObject({ name: 'blackboard_write', input: { key: 'goal', value: 'remember this', kind: 'fact' } });
+    expect(first[11]!.data.payload).toMatchObject({ content: 'saved fact "goal"', isError: false });
+    expect(first[16]!.data.payload).toMatchObject({ content: [{ type: 'text', text: 'Done: remember the plan' }], stopReason: 'end_turn' });
 
     const waiting = await stack.waitForStatus(id, (s) => s.status === 'blocked');
     expect(waiting).toMatchObject({ status: 'blocked', statusReason: 'awaiting_input', finalAnswer: 'Done: remember the plan' });
@@ -70,6 +73,7 @@ describe('a session over HTTP', () => {
       'message.user',
       'state.mutated', // blocked -> running
       'workflow.node.enter',
+      'model.context',
       'model.delta',
       'workflow.node.exit',
       'message.assistant',

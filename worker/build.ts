@@ -8,10 +8,13 @@ import { createScriptedProvider } from '../activities/models/scripted';
 import { createToolRegistry } from '../activities/tools';
 import type { Config } from '../lib/config';
 import type { Db } from '../lib/db/client';
+import { configureTraceRedaction } from '../lib/db/trace';
 import type { Logger } from '../lib/logger';
 
 export const WORKFLOWS_PATH = fileURLToPath(new URL('../workflows/index.ts', import.meta.url));
 export const OFFLINE_MODEL = 'scripted:offline-assistant';
+/** Offline stand-ins by role, where the assistant's scenario would not do (a planner must return a plan). */
+export const OFFLINE_BY_ROLE: Record<string, string> = { planner: 'scripted:offline-planner' };
 
 /** Routes the Temporal SDK's own logs (including workflow `log.*`) into our logger, with `sessionId` set. */
 let runtimeInstalled = false;
@@ -49,11 +52,16 @@ export async function createTroupeWorker(opts: {
   taskQueue?: string;
 }): Promise<Worker> {
   const { config, logger } = opts;
+  configureTraceRedaction(config.secrets);
   const anthropic = config.anthropic.apiKey
     ? createAnthropicProvider({ apiKey: config.anthropic.apiKey, baseURL: config.anthropic.baseURL })
     : undefined;
   const scripted = createScriptedProvider({ scenarioDirs: config.scenarioDirs, attempt: () => Context.current().info.attempt });
-  const resolveModel = createModelResolver({ providers: { anthropic, scripted }, defaultModel: defaultModelFor(config) });
+  const resolveModel = createModelResolver({
+    providers: { anthropic, scripted },
+    defaultModel: defaultModelFor(config),
+    ...(anthropic ? {} : { defaultByRole: OFFLINE_BY_ROLE }),
+  });
   const activities = createActivities({ db: opts.db, resolveModel, tools: createToolRegistry(), logger });
   return Worker.create({
     connection: opts.connection,

@@ -4,6 +4,7 @@ import { loadConfig } from '../lib/config';
 import { createPrisma } from '../lib/db/client';
 import { ensureDatabase, migrate } from '../lib/db/migrate';
 import { createLogger } from '../lib/logger';
+import { startBlackboardPurge } from '../service/blackboard';
 import { createTroupeWorker, defaultModelFor, installTemporalLogging, OFFLINE_MODEL } from './build';
 
 const config = loadConfig();
@@ -16,6 +17,8 @@ async function main() {
   const db = createPrisma(config.databaseUrl);
   const connection = await NativeConnection.connect({ address: config.temporalAddress });
   const worker = await createTroupeWorker({ config, db, logger, connection });
+  // Expired blackboard entries are already invisible; this deletes them every 5 minutes (unref'd, errors logged).
+  const stopPurge = startBlackboardPurge(db, logger);
   const model = defaultModelFor(config);
   if (model === OFFLINE_MODEL) {
     logger.warn({ defaultModel: model }, 'ANTHROPIC_API_KEY is not set: the default agent runs on the built-in offline scripted scenario');
@@ -34,6 +37,7 @@ async function main() {
   }
   logger.info({ taskQueue: config.taskQueue, temporal: config.temporalAddress, namespace: config.temporalNamespace }, 'worker started');
   await worker.run();
+  stopPurge();
   await connection.close();
   await db.$disconnect();
   logger.info('worker stopped');

@@ -3,20 +3,16 @@
  * this file only runs nodes (activities, waits) and writes checkpoints. Deterministic: no I/O, no Node APIs.
  */
 import {
-  ActivityFailure,
   ApplicationFailure,
   CancellationScope,
   allHandlersFinished,
   condition,
   continueAsNew,
   isCancellation,
-  proxyActivities,
-  proxyLocalActivities,
   setHandler,
   workflowInfo,
   log,
 } from '@temporalio/workflow';
-import type { createActivities } from '../activities';
 import type { AgentDefinition } from '../core/schemas';
 import {
   initialState,
@@ -30,36 +26,8 @@ import {
   type SessionLimits,
   type SessionState,
 } from '../core/session';
-import type { ToolResultBlock } from '../core/model';
+import { callModelNode, runToolNode, store } from './common';
 import { closeSignal, sessionViewQuery, userMessageSignal } from './messages';
-
-type Activities = ReturnType<typeof createActivities>;
-
-// Named timeouts and retry policies per activity kind.
-// Checkpoints are local activities: a short, idempotent Postgres write that runs in the worker holding the workflow,
-// without a round trip through the Temporal server (two fewer dispatches and workflow tasks per step). If the worker
-// dies before the workflow task completes, the write is simply repeated: its keys make that a no-op.
-const store = proxyLocalActivities<Activities>({
-  startToCloseTimeout: '30 seconds',
-  localRetryThreshold: '10 seconds',
-  retry: { initialInterval: '500 milliseconds', maximumInterval: '10 seconds', backoffCoefficient: 2 },
-});
-const model = proxyActivities<Activities>({
-  startToCloseTimeout: '10 minutes',
-  heartbeatTimeout: '10 seconds',
-  retry: {
-    initialInterval: '1 second',
-    maximumInterval: '30 seconds',
-    backoffCoefficient: 2,
-    maximumAttempts: 5,
-    nonRetryableErrorTypes: ['scenario_exhausted', 'scenario_not_found', 'unknown_provider', 'model_output_invalid', 'model_error_fatal'],
-  },
-});
-const tool = proxyActivities<Activities>({
-  startToCloseTimeout: '5 minutes',
-  heartbeatTimeout: '10 seconds',
-  retry: { initialInterval: '1 second', maximumInterval: '30 seconds', backoffCoefficient: 2, maximumAttempts: 5 },
-});
 
 export type SessionWorkflowInput = {
   sessionId: string;
@@ -68,6 +36,8 @@ export type SessionWorkflowInput = {
   limits?: Partial<SessionLimits>;
   /** The session's metadata from the API, so the workflow can create the session row if the API could not. */
   metadata?: Record<string, unknown>;
+  /** The session's project (scope of `project` memory on the blackboard). */
+  project?: string | null;
   /** Set only by continue-as-new. */
   carried?: { state: SessionState; inbox: string[]; closeRequested: boolean };
 };
@@ -102,7 +72,7 @@ export async function sessionWorkflow(input: SessionWorkflowInput): Promise<Sess
     const request = {
       sessionId: state.sessionId,
       // The first checkpoint also creates the session row when it is missing (the API starts the workflow first).
-      ...(n === 1 ? { create: { goal: state.goal, agent: state.agent, metadata: input.metadata ?? {} } } : {}),
+      ...(n === 1 ? { create: { goal: state.goal, agent: state.agent, metadata: input.metadata ?? {}, project: input.project ?? null } } : {}),
       snapshot: snapshotOf(state),
       events: events.map((e, i) => ({ ...e, key: `c${n}:${i}`, runId, timestamp })),
     };
@@ -114,30 +84,17 @@ export async function sessionWorkflow(input: SessionWorkflowInput): Promise<Sess
   async function runNode(node: Node): Promise<NodeResult> {
     switch (node.kind) {
       case 'model_call':
-        try {
-          const response = await model.callModel({
-            sessionId: state.sessionId,
-            step: state.checkpoints,
-            agent: state.agent,
-            messages: state.messages,
-          });
-          return { kind: 'model_response', response };
-        } catch (err) {
-          if (isCancellation(err)) throw err;
-          const cause = err instanceof ActivityFailure ? err.cause : err;
-          const code = cause instanceof ApplicationFailure && cause.type ? cause.type : 'model_error';
-          return { kind: 'model_failed', code, message: cause instanceof Error ? cause.message : String(cause) };
-        }
+        return callModelNode({
+          sessionId: state.sessionId,
+          step: state.checkpoints,
+          agent: state.agent,
+          messages: state.messages,
+          project: input.project ?? null,
+        });
       case 'tool_calls': {
         const results = await Promise.all(
-          node.calls.map(
-            (call): Promise<ToolResultBlock> =>
-              tool.runTool({ sessionId: state.sessionId, step: state.checkpoints, agent: state.agent, call }).catch((err: unknown) => {
-                if (isCancellation(err)) throw err;
-                const cause = err instanceof ActivityFailure ? err.cause : err;
-                // A tool that keeps failing is reported to the model, which can choose another way.
-                return { type: 'tool_result', toolUseId: call.id, isError: true, content: `tool failed: ${cause instanceof Error ? cause.message : String(cause)}` };
-              }),
+          node.calls.map((call) =>
+            runToolNode({ sessionId: state.sessionId, step: state.checkpoints, agent: state.agent, call, project: input.project ?? null }),
           ),
         );
         return { kind: 'tool_results', results };

@@ -1,6 +1,9 @@
 import { TroupeError } from '../../core/errors';
 import type { ModelProvider } from './types';
 
+/** Model providers a Troupe worker can offer (`anthropic` needs ANTHROPIC_API_KEY on the worker). */
+export const KNOWN_PROVIDERS = ['anthropic', 'scripted'] as const;
+
 export type ResolvedModel = { provider: ModelProvider; model: string; qualified: string };
 
 /**
@@ -10,9 +13,11 @@ export type ResolvedModel = { provider: ModelProvider; model: string; qualified:
 export function createModelResolver(opts: {
   providers: Record<string, ModelProvider | undefined>;
   defaultModel: string;
-}): (model: string) => ResolvedModel {
-  return (requested) => {
-    const qualified = requested === 'default' ? opts.defaultModel : requested;
+  /** Per-role replacements of `default` (offline, the planner needs a scenario that plans). */
+  defaultByRole?: Record<string, string>;
+}): (model: string, role?: string) => ResolvedModel {
+  return (requested, role) => {
+    const qualified = requested === 'default' ? ((role !== undefined ? opts.defaultByRole?.[role] : undefined) ?? opts.defaultModel) : requested;
     const colon = qualified.indexOf(':');
     if (colon <= 0 || colon === qualified.length - 1) {
       throw new TroupeError('unknown_provider', `model "${requested}" must look like "<provider>:<model>", e.g. "anthropic:claude-sonnet-5-5"`);

@@ -23,6 +23,8 @@ const ScriptedTurn = z
     chunkDelayMs: z.number().int().min(0).default(0),
     /** Fail this many attempts of this turn with a retryable error before succeeding (retry tests). */
     failAttempts: z.number().int().min(0).default(0),
+    /** Fail this turn with a non-retryable error in the first N attempts of a task (task-retry tests). */
+    failTaskAttempts: z.number().int().min(0).default(0),
   })
   .strict()
   .refine((t) => t.text !== undefined || t.toolCalls.length > 0, 'a turn needs text or toolCalls');
@@ -110,6 +112,9 @@ export function createScriptedProvider(opts: { scenarioDirs: readonly string[]; 
       const attempt = opts.attempt?.() ?? 1;
       if (attempt <= turn.failAttempts) {
         throw new TroupeError('model_error', `scripted failure of turn ${index + 1}, attempt ${attempt}`, { retryable: true });
+      }
+      if ((request.meta?.taskAttempt ?? 1) <= turn.failTaskAttempts) {
+        throw new TroupeError('model_error', `scripted failure of turn ${index + 1} in task attempt ${request.meta?.taskAttempt ?? 1}`, { retryable: false });
       }
       const content: ModelResponse['content'] = [];
       if (turn.text !== undefined) {

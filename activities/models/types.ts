@@ -7,6 +7,8 @@ export type ModelRequest = {
   messages: ChatMessage[];
   tools: ToolSpec[];
   maxTokens: number;
+  /** Facts about the call that providers may use (the scripted provider scripts task-level failures with them). */
+  meta?: { taskAttempt?: number };
 };
 
 export type StreamHooks = {

@@ -1,4 +1,5 @@
 import pg from 'pg';
+import { redactSecrets } from '../../core/redact';
 import type { TraceEvent } from '../../core/schemas';
 import type { Prisma, PrismaClient } from '../../generated/prisma/client';
 
@@ -24,6 +25,17 @@ export type NewTraceEvent = {
 };
 
 type DbOrTx = PrismaClient | Prisma.TransactionClient;
+
+/** This process's known secrets (API keys, API tokens, TROUPE_SECRETS), redacted verbatim from every trace payload. */
+let traceSecrets: readonly string[] = [];
+
+/**
+ * Sets the secrets every trace payload is scrubbed of, on top of the credential patterns of core/redact.ts. Processes
+ * that load lib/config.ts call it once at start-up with `config.secrets`; calling it again replaces the list.
+ */
+export function configureTraceRedaction(secrets: readonly string[]): void {
+  traceSecrets = Object.freeze([...secrets]);
+}
 
 function isRootClient(db: DbOrTx): db is PrismaClient {
   return typeof (db as Partial<PrismaClient>).$transaction === 'function';
@@ -63,7 +75,8 @@ async function appendInTx(
     if (Number.isNaN(t.getTime())) throw new Error(`trace event ${e.key}: invalid timestamp ${JSON.stringify(e.timestamp)}`);
     return t.toISOString();
   });
-  const payloads = fresh.map((e) => JSON.stringify(e.payload ?? null));
+  // Secrets never reach the trace: payloads are redacted before they are stored (and so before any stream sees them).
+  const payloads = fresh.map((e) => JSON.stringify(redactSecrets(e.payload ?? null, traceSecrets)));
   const newLast = lastSeq + fresh.length;
 
   await tx.$executeRaw`
@@ -86,6 +99,7 @@ async function appendInTx(
  * Appends events to a session's trace, idempotently and gap-free. With a transaction client the work joins the
  * caller's transaction (the session row stays locked until it ends); with the root client it runs in its own.
  * Events whose key already exists for the session are skipped; the rest get seq last_seq+1..n in array order.
+ * Payloads are stored redacted (core/redact.ts plus the secrets given to configureTraceRedaction).
  * Returns how many were inserted and the session's last seq afterwards.
  */
 export async function appendTraceEvents(

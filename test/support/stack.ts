@@ -13,11 +13,12 @@ import { buildApp } from '../../api/app';
 import { createReadiness } from '../../api/readiness';
 import type { AgentDefinition, Session, TraceEvent } from '../../core/schemas';
 import type { SessionLimits } from '../../core/session';
+import type { OrchestratorLimits } from '../../core/orchestrator';
 import { loadConfig, type Config } from '../../lib/config';
 import { createPrisma } from '../../lib/db/client';
 import { TraceNotifier } from '../../lib/db/trace';
 import { createLogger } from '../../lib/logger';
-import { ensureBuiltinAgents, putAgent } from '../../service/agents';
+import { createAgentService, ensureBuiltinAgents, putAgent } from '../../service/agents';
 import { createSessionService } from '../../service/sessions';
 import { createTroupeWorker, installTemporalLogging } from '../../worker/build';
 import { readSse } from '../../lib/sse-client';
@@ -34,7 +35,7 @@ export function testConfig(overrides: Partial<Config> = {}): Config {
   };
 }
 
-export async function startStack(opts: { limits?: Partial<SessionLimits>; worker?: boolean; config?: Partial<Config> } = {}) {
+export async function startStack(opts: { limits?: Partial<SessionLimits>; orchestratorLimits?: Partial<OrchestratorLimits>; worker?: boolean; config?: Partial<Config> } = {}) {
   const taskQueue = `test-${randomUUID()}`;
   const config = testConfig({ taskQueue, ...opts.config });
   const logger = createLogger({ name: 'test', level: process.env.TEST_LOG_LEVEL ?? 'warn' });
@@ -45,10 +46,12 @@ export async function startStack(opts: { limits?: Partial<SessionLimits>; worker
   const temporal = new Client({ connection, namespace: config.temporalNamespace });
   const notifier = new TraceNotifier(config.databaseUrl);
   await notifier.start();
-  const sessions = createSessionService({ db, temporal, taskQueue, notifier, logger, limits: opts.limits });
+  const sessions = createSessionService({ db, temporal, taskQueue, notifier, logger, limits: opts.limits, orchestratorLimits: opts.orchestratorLimits });
   const token = randomBytes(16).toString('hex');
   const app = buildApp({
     sessions,
+    agents: createAgentService(db),
+    db,
     apiTokens: [token],
     logger,
     readiness: createReadiness(db, connection),

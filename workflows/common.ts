@@ -1,0 +1,61 @@
+/** Activity proxies and node runners shared by the session, orchestrated-session and task workflows. */
+import { ActivityFailure, ApplicationFailure, isCancellation, proxyActivities, proxyLocalActivities } from '@temporalio/workflow';
+import type { CallModelInput, createActivities, RunToolInput } from '../activities';
+import type { ModelResponse, ToolResultBlock } from '../core/model';
+
+type Activities = ReturnType<typeof createActivities>;
+
+// Named timeouts and retry policies per activity kind.
+// Checkpoints are local activities: a short, idempotent Postgres write that runs in the worker holding the workflow,
+// without a round trip through the Temporal server (two fewer dispatches and workflow tasks per step). If the worker
+// dies before the workflow task completes, the write is simply repeated: its keys make that a no-op.
+export const store = proxyLocalActivities<Activities>({
+  startToCloseTimeout: '30 seconds',
+  localRetryThreshold: '10 seconds',
+  retry: { initialInterval: '500 milliseconds', maximumInterval: '10 seconds', backoffCoefficient: 2 },
+});
+export const model = proxyActivities<Activities>({
+  startToCloseTimeout: '10 minutes',
+  heartbeatTimeout: '10 seconds',
+  retry: {
+    initialInterval: '1 second',
+    maximumInterval: '30 seconds',
+    backoffCoefficient: 2,
+    maximumAttempts: 5,
+    nonRetryableErrorTypes: ['scenario_exhausted', 'scenario_not_found', 'unknown_provider', 'model_output_invalid', 'model_error_fatal'],
+  },
+});
+export const tool = proxyActivities<Activities>({
+  startToCloseTimeout: '5 minutes',
+  heartbeatTimeout: '10 seconds',
+  retry: { initialInterval: '1 second', maximumInterval: '30 seconds', backoffCoefficient: 2, maximumAttempts: 5 },
+});
+
+function failureOf(err: unknown): { code: string; message: string } {
+  const cause = err instanceof ActivityFailure ? err.cause : err;
+  const code = cause instanceof ApplicationFailure && cause.type ? cause.type : 'model_error';
+  return { code, message: cause instanceof Error ? cause.message : String(cause) };
+}
+
+/** One model call; a failure after the activity's retries is a result, not an exception (cancellation still throws). */
+export async function callModelNode(
+  input: CallModelInput,
+): Promise<{ kind: 'model_response'; response: ModelResponse } | { kind: 'model_failed'; code: string; message: string }> {
+  try {
+    return { kind: 'model_response', response: await model.callModel(input) };
+  } catch (err) {
+    if (isCancellation(err)) throw err;
+    return { kind: 'model_failed', ...failureOf(err) };
+  }
+}
+
+/** One tool call; a tool that keeps failing is reported to the model, which can choose another way. */
+export async function runToolNode(input: RunToolInput): Promise<ToolResultBlock> {
+  try {
+    return await tool.runTool(input);
+  } catch (err) {
+    if (isCancellation(err)) throw err;
+    const { message } = failureOf(err);
+    return { type: 'tool_result', toolUseId: input.call.id, isError: true, content: `tool failed: ${message}` };
+  }
+}
