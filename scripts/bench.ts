@@ -1,10 +1,39 @@
 /**
- * `npm run bench`: measures the run loop's orchestration overhead per step on a real stack (Temporal dev server or
- * TEMPORAL_ADDRESS, a fresh Postgres database, one worker process). Each session runs a generated scripted scenario of
- * STEPS tool-call turns and one closing text turn; the scripted model answers at once, so the time between two
- * consecutive callModel starts (read from the Temporal histories) is what Troupe itself spends on a step.
+ * `npm run bench`: measures Troupe's orchestration overhead on a real stack (Temporal dev server or TEMPORAL_ADDRESS,
+ * a fresh Postgres database, one worker process per scenario). Every model is scripted and answers at once, so what
+ * the Temporal histories show between model calls is what Troupe itself spends.
  *
- *   SESSIONS=10 STEPS=20 CONCURRENCY=5 npm run bench      (or: npm run bench -- --sessions 10 --steps 20 --concurrency 5)
+ *   npm run bench -- [--scenario steps|fanout|all] [--sessions N] [--steps N] [--tasks K] [--concurrency N]
+ *   (or the env SCENARIO, SESSIONS, STEPS, TASKS, CONCURRENCY; flags win)
+ *
+ * Scenario `steps` (the default): each session runs a generated scenario of STEPS tool-call turns and one closing
+ * text turn (defaults: 10 sessions x 20 steps, concurrency 5). Step overhead = the gap between two consecutive
+ * callModel ActivityTaskStarted events of a session.
+ *
+ * Scenario `fanout`: each session is an orchestrated session (a `planner` agent) whose scripted planner submits a plan
+ * of TASKS independent tasks, all explicitly assigned to one scripted task agent that answers at once with text, and
+ * run together (maxParallelTasks = TASKS, at most 32); then the planner is called once more for the synthesis and the
+ * session blocks awaiting input (defaults: 5 sessions x 8 tasks, concurrency 5). All times are Temporal history event
+ * times (one server clock): the parent's history and each child `taskWorkflow`'s history.
+ *   - task overhead: per task, (parent ChildWorkflowExecutionCompleted - parent StartChildWorkflowExecutionInitiated)
+ *     minus the child's callModel run time (sum of ActivityTaskStarted -> ActivityTaskCompleted). I.e. the task's wall
+ *     time as the parent sees it, less the time the model activity actually ran: starting the child, its workflow
+ *     tasks and checkpoints, the activity's queue wait, completing the child and telling the parent. Reported with its
+ *     three parts: dispatch (Initiated -> the child's first callModel ActivityTaskScheduled), model queue (callModel
+ *     Scheduled -> Started) and return (the child's last callModel ActivityTaskCompleted -> the parent's
+ *     ChildWorkflowExecutionCompleted).
+ *   - fan-out start spread: per session, the last minus the first child WorkflowExecutionStarted (and, as
+ *     modelStartSpread, the last minus the first child callModel ActivityTaskStarted: when work really begins).
+ *   - tail latency: per session, from the parent's last ChildWorkflowExecutionCompleted to the end of the turn, i.e.
+ *     the checkpoint marker after the synthesis callModel completed (the checkpoint that records blocked /
+ *     awaiting_input; the marker's time is the completion of that workflow task). tailToSynthesis is the part up to
+ *     the synthesis callModel ActivityTaskScheduled (pure orchestration, before the planner runs).
+ *   - sessions/s and tasks/s: all sessions (tasks) over the wall time from the first session's WorkflowExecutionStarted
+ *     to the last session's end of turn. Worker peak RSS: the worker process's VmHWM.
+ * Percentiles are nearest-rank: with fewer than 100 samples, p99 is the maximum.
+ *
+ * Scenario `all` runs steps, then fanout (one dev server and database; a fresh worker and task queue for each, so each
+ * peak RSS is its own) and prints one JSON line holding both results.
  *
  * Prints exactly one JSON line on stdout; every log goes to stderr. Cleans up everything, even on failure.
  */

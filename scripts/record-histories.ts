@@ -27,6 +27,7 @@ import { PROJECT_ROOT } from '../lib/temporal-cli';
 import { ensureBuiltinAgents, putAgent } from '../service/agents';
 import { createSessionService, type SessionService } from '../service/sessions';
 import { createTroupeWorker, installTemporalLogging } from '../worker/build';
+import { ORCHESTRATION_AGENTS, scriptedPlanner } from '../test/support/orchestration-agents';
 
 const HISTORIES_DIR = path.join(PROJECT_ROOT, 'test', 'histories');
 const SCENARIOS_DIR = path.join(PROJECT_ROOT, 'test', 'scenarios');
@@ -121,8 +122,37 @@ async function historyJson(ctx: Ctx, id: string, runId?: string): Promise<{ json
   return { json: historyToJSON(history) + '\n', events: history.events?.length ?? 0 };
 }
 
+/** Registers the orchestration scenarios' task agents and a scripted planner; returns the planner's id. */
+async function planner(db: Db, scenario: string): Promise<string> {
+  for (const a of ORCHESTRATION_AGENTS) await putAgent(db, a);
+  const id = `replay-${scenario}`;
+  await putAgent(db, scriptedPlanner(id, scenario));
+  return id;
+}
+
+/** Starts an orchestrated session, waits for its answer and closes it. */
+async function orchestrate(ctx: Ctx, scenario: string, goal: string): Promise<string> {
+  const { id } = await ctx.sessions.start({ goal, agent: await planner(ctx.db, scenario) });
+  const s = await waitFor(ctx, id, 'the final answer', (x) => x.statusReason === 'awaiting_input' || x.status === 'failed');
+  if (s.status !== 'blocked') throw new Error(`${scenario}: session ended ${s.status}/${s.statusReason}`);
+  await ctx.sessions.close(id);
+  await status(ctx, id, 'done');
+  return id;
+}
+
+/** Ids of the child workflows (task runs) a session started, in start order, from its history. */
+async function childIdsOf(ctx: Ctx, id: string): Promise<string[]> {
+  const history = await ctx.temporal.workflow.getHandle(id).fetchHistory();
+  return (history.events ?? []).flatMap((e) => {
+    const childId = e.startChildWorkflowExecutionInitiatedEventAttributes?.workflowId;
+    return childId ? [childId] : [];
+  });
+}
+
 type Scenario = {
   name: string;
+  /** Also write the history of every child workflow (task run) as <name>.task<N>.json. */
+  children?: boolean;
   /** How the workflow (the last run, for a chain) ends in Temporal. */
   temporalStatus: WorkflowExecutionStatusName;
   /** Also write every run of a continue-as-new chain as <name>-run<N>.json. */
@@ -216,6 +246,51 @@ const SCENARIOS: Scenario[] = [
       return id;
     },
   },
+  {
+    name: 'orchestrated-fanout',
+    temporalStatus: 'COMPLETED',
+    children: true,
+    run: (ctx) => orchestrate(ctx, 'plan-three', 'Build the thing in parts'),
+  },
+  {
+    name: 'orchestrated-retry',
+    temporalStatus: 'COMPLETED',
+    children: true,
+    run: (ctx) => orchestrate(ctx, 'plan-one-flaky', 'Do it even if it fails once'),
+  },
+  {
+    name: 'orchestrated-timeout-replan',
+    temporalStatus: 'COMPLETED',
+    children: true,
+    run: (ctx) => orchestrate(ctx, 'plan-timeout-replan', 'Finish even if a task hangs'),
+  },
+  {
+    name: 'orchestrated-handoff',
+    temporalStatus: 'COMPLETED',
+    children: true,
+    run: (ctx) => orchestrate(ctx, 'plan-handoff', 'Change and review'),
+  },
+  {
+    name: 'orchestrated-invalid-plan',
+    temporalStatus: 'COMPLETED',
+    run: (ctx) => orchestrate(ctx, 'plan-bad-then-good', 'Plan carefully'),
+  },
+  {
+    name: 'orchestrated-cancel',
+    temporalStatus: 'CANCELLED',
+    children: true,
+    async run(ctx) {
+      const { id } = await ctx.sessions.start({ goal: 'Fan out and get cancelled', agent: await planner(ctx.db, 'plan-fanout-slow') });
+      const deadline = Date.now() + WAIT_TIMEOUT_MS;
+      while ((await ctx.db.task.count({ where: { sessionId: id, status: 'running', parentId: { not: null } } })) < 3) {
+        if (Date.now() > deadline) throw new Error('orchestrated-cancel: the three tasks never ran');
+        await sleep(100);
+      }
+      await ctx.sessions.cancel(id);
+      await status(ctx, id, 'cancelled');
+      return id;
+    },
+  },
 ];
 
 async function main(): Promise<void> {
@@ -273,6 +348,14 @@ async function main(): Promise<void> {
       const latest = await historyJson(ctx, id);
       files.set(`${scenario.name}.json`, latest.json);
       summary.push({ file: `${scenario.name}.json`, events: latest.events, status: scenario.temporalStatus });
+      if (scenario.children) {
+        for (const [i, childId] of (await childIdsOf(ctx, id)).entries()) {
+          const child = await historyJson(ctx, childId);
+          const file = `${scenario.name}.task${i + 1}.json`;
+          files.set(file, child.json);
+          summary.push({ file, events: child.events, status: (await ctx.temporal.workflow.getHandle(childId).describe()).status.name });
+        }
+      }
       if (scenario.chain) {
         const runIds = await runIdsOf(ctx, id);
         if (runIds.length < 2) throw new Error(`${scenario.name}: expected a continue-as-new chain, got ${runIds.length} run`);

@@ -6,28 +6,22 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { TaskNode } from '../core/schemas';
+import { putAgent } from '../service/agents';
+import { ORCHESTRATION_AGENTS, scriptedPlanner } from './support/orchestration-agents';
 import { startStack, type Stack } from './support/stack';
 
 let stack: Stack;
 beforeAll(async () => {
   stack = await startStack({ orchestratorLimits: { defaultBackoffMs: 100 } });
-  const worker = { tools: [], memoryScope: 'session' as const };
-  await stack.agent('o-slow', 'task-slow', { role: 'o-writer', ...worker });
-  await stack.agent('o-echo', 'task-echo', { role: 'o-echoer', ...worker });
-  await stack.agent('o-flaky', 'task-fails-first-attempt', { role: 'o-flaky', ...worker, retry: { maxAttempts: 2, backoffSeconds: 0 } });
-  await stack.agent('o-sleepy', 'task-sleepy', { role: 'o-sleeper', ...worker, timeoutSeconds: 2 });
-  await stack.agent('o-coder', 'task-hands-off', { role: 'o-coder', ...worker, tools: ['handoff'] });
-  await stack.agent('o-reviewer', 'task-reviews', { role: 'o-reviewer', ...worker });
-  await stack.agent('o-writer', 'task-writes-fact', { role: 'o-fact-writer', tools: ['blackboard_write'], memoryScope: 'session' });
-  await stack.agent('o-reader', 'task-echo', { role: 'o-reader', tools: ['blackboard_read'], memoryScope: 'project' });
-  await stack.agent('o-blind', 'task-echo', { role: 'o-blind', tools: [], memoryScope: 'none' });
+  for (const agent of ORCHESTRATION_AGENTS) await putAgent(stack.db, agent);
 }, 120_000);
 afterAll(async () => {
   await stack?.stop();
 });
 
 async function planner(id: string, scenario: string) {
-  return stack.agent(id, scenario, { role: 'planner', tools: [], memoryScope: 'session' });
+  await putAgent(stack.db, scriptedPlanner(id, scenario));
+  return id;
 }
 
 async function start(body: Record<string, unknown>) {

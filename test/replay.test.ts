@@ -20,7 +20,22 @@ const HISTORIES_DIR = fileURLToPath(new URL('./histories/', import.meta.url));
 const NONDETERMINISTIC_WORKFLOWS = fileURLToPath(new URL('./support/nondeterministic-workflows.ts', import.meta.url));
 
 /** One per scenario of scripts/record-histories.ts; continue-as-new also has one file per run of its chain. */
-const EXPECTED = ['happy-path', 'cancel-during-model', 'scenario-exhausted', 'bad-tool-args', 'flaky-retry', 'idle-timeout', 'continue-as-new'];
+const EXPECTED = [
+  'happy-path',
+  'cancel-during-model',
+  'scenario-exhausted',
+  'bad-tool-args',
+  'flaky-retry',
+  'idle-timeout',
+  'continue-as-new',
+  // Orchestrated sessions (orchestratedSessionWorkflow); their task runs (taskWorkflow) are <name>.task<N>.json.
+  'orchestrated-fanout',
+  'orchestrated-retry',
+  'orchestrated-timeout-replan',
+  'orchestrated-handoff',
+  'orchestrated-invalid-plan',
+  'orchestrated-cancel',
+];
 
 function loadHistory(file: string): History {
   return historyFromJSON(JSON.parse(readFileSync(path.join(HISTORIES_DIR, file), 'utf8')));
@@ -32,9 +47,12 @@ const files = readdirSync(HISTORIES_DIR)
 
 describe('workflow replay', () => {
   it('has the recorded histories (an emptied folder must not pass)', () => {
-    expect(files.length).toBeGreaterThanOrEqual(7);
+    expect(files.length).toBeGreaterThanOrEqual(EXPECTED.length);
     expect(files).toEqual(expect.arrayContaining(EXPECTED.map((name) => `${name}.json`)));
     expect(files.filter((f) => /^continue-as-new-run\d+\.json$/.test(f)).length).toBeGreaterThanOrEqual(2);
+    // Task runs: a fan-out of three, a cancelled and a completed run, a handoff pair.
+    expect(files.filter((f) => /^orchestrated-fanout\.task\d+\.json$/.test(f))).toHaveLength(3);
+    expect(files).toEqual(expect.arrayContaining(['orchestrated-timeout-replan.task1.json', 'orchestrated-cancel.task3.json', 'orchestrated-handoff.task2.json']));
   });
 
   it('replays every recorded history with the workflow code the worker runs', async () => {
