@@ -46,16 +46,25 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
 import { Client, Connection, type WorkflowHandle } from '@temporalio/client';
 import { pino } from 'pino';
-import { createPrisma } from '../lib/db/client';
+import { DEFAULT_ORCHESTRATOR_LIMITS } from '../core/orchestrator';
+import { SUBMIT_PLAN_TOOL } from '../core/plan';
+import { createPrisma, type Db } from '../lib/db/client';
 import { dropDatabase, ensureDatabase, migrate } from '../lib/db/migrate';
 import { TraceNotifier } from '../lib/db/trace';
 import { startDevServer } from '../lib/dev-server';
+import type { Logger } from '../lib/logger';
 import { PROJECT_ROOT } from '../lib/temporal-cli';
 import { putAgent } from '../service/agents';
-import { createSessionService, type SessionService } from '../service/sessions';
+import { createSessionService, PLANNER_ROLE, type SessionService } from '../service/sessions';
 
-const AGENT_ID = 'bench-agent';
-const SCENARIO = 'bench-step';
+const STEP_AGENT_ID = 'bench-agent';
+const STEP_SCENARIO = 'bench-step';
+const PLANNER_AGENT_ID = 'bench-planner';
+const PLANNER_SCENARIO = 'bench-fanout-planner';
+const TASK_AGENT_ID = 'bench-task';
+const TASK_SCENARIO = 'bench-fanout-task';
+/** CreateSessionBody allows maxParallelTasks up to 32: all K tasks must run at once. */
+const MAX_FANOUT_TASKS = 32;
 const WORKER_READY_TIMEOUT_MS = 120_000;
 const WORKER_STOP_TIMEOUT_MS = 15_000;
 
@@ -67,24 +76,52 @@ const log = (msg: string): void => void process.stderr.write(`[bench] ${msg}\n`)
 // ---------------------------------------------------------------------------------------------------------------
 // Options
 
-type Options = { sessions: number; steps: number; concurrency: number };
+type ScenarioName = 'steps' | 'fanout';
+type StepsOptions = { sessions: number; steps: number; concurrency: number };
+type FanoutOptions = { sessions: number; tasks: number; concurrency: number };
+type Options = { scenario: ScenarioName | 'all'; steps: StepsOptions; fanout: FanoutOptions };
+
+const USAGE = 'usage: npm run bench -- [--scenario steps|fanout|all] [--sessions N] [--steps N] [--tasks K] [--concurrency N]';
 
 function parseOptions(): Options {
-  let values: Partial<Record<keyof Options, string>>;
+  type Flag = 'scenario' | 'sessions' | 'steps' | 'tasks' | 'concurrency';
+  let values: Partial<Record<Flag, string>>;
   try {
-    ({ values } = parseArgs({ options: { sessions: { type: 'string' }, steps: { type: 'string' }, concurrency: { type: 'string' } } }));
+    ({ values } = parseArgs({
+      options: {
+        scenario: { type: 'string' },
+        sessions: { type: 'string' },
+        steps: { type: 'string' },
+        tasks: { type: 'string' },
+        concurrency: { type: 'string' },
+      },
+    }));
   } catch (err) {
-    throw new UsageError(`${(err as Error).message}; usage: npm run bench -- [--sessions N] [--steps N] [--concurrency N]`);
+    throw new UsageError(`${(err as Error).message}; ${USAGE}`);
   }
-  const read = (flag: keyof Options, env: string, fallback: number): number => {
+  const rawScenario = (values.scenario ?? process.env.SCENARIO ?? '').trim() || 'steps';
+  if (rawScenario !== 'steps' && rawScenario !== 'fanout' && rawScenario !== 'all') {
+    throw new UsageError(`--scenario / SCENARIO must be steps, fanout or all, got ${JSON.stringify(rawScenario)}; ${USAGE}`);
+  }
+  const scenario: Options['scenario'] = rawScenario;
+  // A flag that the chosen scenario would ignore is a mistake worth saying (an env variable is not: it may be set for another run).
+  if (scenario === 'steps' && values.tasks !== undefined) throw new UsageError(`--tasks applies to --scenario fanout (or all); ${USAGE}`);
+  if (scenario === 'fanout' && values.steps !== undefined) throw new UsageError(`--steps applies to --scenario steps (or all); ${USAGE}`);
+  const read = (flag: Exclude<Flag, 'scenario'>, env: string, fallback: number, max = Number.MAX_SAFE_INTEGER): number => {
     const raw = values[flag] ?? process.env[env];
     if (raw === undefined || raw === '') return fallback;
     if (!/^[1-9][0-9]*$/.test(raw.trim()) || !Number.isSafeInteger(Number(raw))) {
       throw new UsageError(`--${flag} / ${env} must be a positive integer, got ${JSON.stringify(raw)}`);
     }
+    if (Number(raw) > max) throw new UsageError(`--${flag} / ${env} must be at most ${max}, got ${raw}`);
     return Number(raw);
   };
-  return { sessions: read('sessions', 'SESSIONS', 10), steps: read('steps', 'STEPS', 20), concurrency: read('concurrency', 'CONCURRENCY', 5) };
+  const concurrency = read('concurrency', 'CONCURRENCY', 5);
+  return {
+    scenario,
+    steps: { sessions: read('sessions', 'SESSIONS', 10), steps: read('steps', 'STEPS', 20), concurrency },
+    fanout: { sessions: read('sessions', 'SESSIONS', 5), tasks: read('tasks', 'TASKS', 8, MAX_FANOUT_TASKS), concurrency },
+  };
 }
 
 class UsageError extends Error {}
@@ -106,6 +143,7 @@ function cleanup(): Promise<void> {
   })());
 }
 
+
 // ---------------------------------------------------------------------------------------------------------------
 // Stack pieces
 
@@ -115,16 +153,32 @@ function benchDatabaseUrl(): string {
   return url.toString();
 }
 
+function writeScenarioFile(dir: string, name: string, turns: unknown[]): void {
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(path.join(dir, `${name}.json`), JSON.stringify({ name, loop: false, turns }));
+}
+
 /** STEPS turns that each call one tool, then one text turn that ends the turn. */
-function writeScenario(dir: string, steps: number): void {
-  const turns = [
+function writeStepScenario(dir: string, steps: number): void {
+  writeScenarioFile(dir, STEP_SCENARIO, [
     ...Array.from({ length: steps }, (_, i) => ({
       toolCalls: [{ name: 'blackboard_write', input: { key: `step-${i + 1}`, value: `bench step ${i + 1}`, kind: 'fact' } }],
     })),
     { text: 'bench turn finished' },
-  ];
-  mkdirSync(dir, { recursive: true });
-  writeFileSync(path.join(dir, `${SCENARIO}.json`), JSON.stringify({ name: SCENARIO, loop: false, turns }));
+  ]);
+}
+
+/** The planner: turn 1 submits TASKS independent tasks, all assigned to the task agent; turn 2 is the synthesis. */
+function writeFanoutScenarios(dir: string, tasks: number): void {
+  const plan = {
+    summary: `${tasks} independent bench tasks`,
+    tasks: Array.from({ length: tasks }, (_, i) => ({ id: `t${i + 1}`, agent: TASK_AGENT_ID, goal: `bench task ${i + 1}` })),
+  };
+  writeScenarioFile(dir, PLANNER_SCENARIO, [
+    { text: `Plan: ${tasks} tasks in parallel.`, toolCalls: [{ name: SUBMIT_PLAN_TOOL, input: plan }] },
+    { text: 'bench synthesis: every task is done' },
+  ]);
+  writeScenarioFile(dir, TASK_SCENARIO, [{ text: 'bench task done' }]);
 }
 
 type WorkerProcess = { child: ChildProcess; exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }> };
@@ -307,14 +361,150 @@ function percentile(sorted: number[], p: number): number {
 
 const round = (n: number, digits: number): number => Number(n.toFixed(digits));
 
+const stats = (values: number[]): { p50: number; p99: number } => {
+  const sorted = [...values].sort((a, b) => a - b);
+  return { p50: round(percentile(sorted, 50), 1), p99: round(percentile(sorted, 99), 1) };
+};
+
+const idOf = (eventId: unknown): string => String(eventId);
+
+/** The events of one run of a workflow (a child task workflow never continues as new). */
+async function runHistory(temporal: Client, workflowId: string, runId: string): Promise<HistoryEvent[]> {
+  return (await temporal.workflow.getHandle(workflowId, runId).fetchHistory()).events ?? [];
+}
+
+type ModelCall = { scheduledAt: number; startedAt: number; completedAt: number };
+
+/** Every callModel activity of a history that completed, in schedule order (the scripted model never fails here). */
+function modelCalls(events: HistoryEvent[], where: string): ModelCall[] {
+  const calls = new Map<string, Partial<ModelCall>>(); // by scheduled event id
+  for (const e of events) {
+    const scheduled = e.activityTaskScheduledEventAttributes;
+    if (scheduled) {
+      if (scheduled.activityType?.name === 'callModel') calls.set(idOf(e.eventId), { scheduledAt: eventMs(e) });
+      continue;
+    }
+    const started = e.activityTaskStartedEventAttributes;
+    const startedCall = started && calls.get(idOf(started.scheduledEventId));
+    if (startedCall) startedCall.startedAt = eventMs(e);
+    const completed = e.activityTaskCompletedEventAttributes;
+    const completedCall = completed && calls.get(idOf(completed.scheduledEventId));
+    if (completedCall) completedCall.completedAt = eventMs(e);
+    const failed = e.activityTaskFailedEventAttributes ?? e.activityTaskTimedOutEventAttributes;
+    if (failed && calls.has(idOf(failed.scheduledEventId))) throw new Error(`${where}: a callModel activity failed or timed out`);
+  }
+  return [...calls.values()].map((c) => {
+    if (c.scheduledAt === undefined || c.startedAt === undefined || c.completedAt === undefined) {
+      throw new Error(`${where}: a callModel activity did not complete`);
+    }
+    return { scheduledAt: c.scheduledAt, startedAt: c.startedAt, completedAt: c.completedAt };
+  });
+}
+
+type TaskTimes = { overhead: number; dispatch: number; modelQueue: number; modelRun: number; return: number; startedAt: number; modelStartedAt: number };
+type FanoutSessionTimes = {
+  startedAt: number;
+  endOfTurnAt: number;
+  tasks: TaskTimes[];
+  startSpread: number;
+  modelStartSpread: number;
+  tail: number;
+  tailToSynthesis: number;
+};
+
+/** Reads a fan-out session's parent history and each child's history; see the file header for the definitions. */
+async function fanoutSessionTimes(temporal: Client, id: string, expectedTasks: number): Promise<FanoutSessionTimes> {
+  const parent = await fullHistory(temporal, id);
+  const { startedAt, endOfTurnAt } = sessionTimes(parent);
+  type Child = { workflowId: string; initiatedAt: number; runId?: string; completedAt?: number };
+  const children = new Map<string, Child>(); // by initiated event id
+  for (const e of parent) {
+    const initiated = e.startChildWorkflowExecutionInitiatedEventAttributes;
+    if (initiated) children.set(idOf(e.eventId), { workflowId: initiated.workflowId ?? '', initiatedAt: eventMs(e) });
+    const started = e.childWorkflowExecutionStartedEventAttributes;
+    const startedChild = started && children.get(idOf(started.initiatedEventId));
+    if (startedChild) startedChild.runId = started.workflowExecution?.runId ?? undefined;
+    const completed = e.childWorkflowExecutionCompletedEventAttributes;
+    const completedChild = completed && children.get(idOf(completed.initiatedEventId));
+    if (completedChild) completedChild.completedAt = eventMs(e);
+  }
+  if (children.size !== expectedTasks) throw new Error(`session ${id}: expected ${expectedTasks} child workflows, history has ${children.size}`);
+
+  const tasks = await Promise.all(
+    [...children.values()].map(async (c): Promise<TaskTimes> => {
+      if (c.runId === undefined || c.completedAt === undefined) throw new Error(`session ${id}: child ${c.workflowId} did not complete`);
+      const events = await runHistory(temporal, c.workflowId, c.runId);
+      const first = events[0];
+      if (!first?.workflowExecutionStartedEventAttributes) throw new Error(`child ${c.workflowId}: history does not begin with WorkflowExecutionStarted`);
+      const calls = modelCalls(events, `child ${c.workflowId}`);
+      const firstCall = calls[0];
+      const lastCall = calls[calls.length - 1];
+      if (!firstCall || !lastCall) throw new Error(`child ${c.workflowId}: no callModel activity`);
+      const modelRun = calls.reduce((sum, m) => sum + (m.completedAt - m.startedAt), 0);
+      return {
+        overhead: c.completedAt - c.initiatedAt - modelRun,
+        dispatch: firstCall.scheduledAt - c.initiatedAt,
+        modelQueue: calls.reduce((sum, m) => sum + (m.startedAt - m.scheduledAt), 0),
+        modelRun,
+        return: c.completedAt - lastCall.completedAt,
+        startedAt: eventMs(first),
+        modelStartedAt: firstCall.startedAt,
+      };
+    }),
+  );
+
+  // The planner's two calls: the plan, then (after every child completed) the synthesis.
+  const plannerCalls = modelCalls(parent, `session ${id}`);
+  const synthesis = plannerCalls[1];
+  if (plannerCalls.length !== 2 || !synthesis) throw new Error(`session ${id}: expected 2 planner callModel activities, history has ${plannerCalls.length}`);
+  const lastChildDone = Math.max(...[...children.values()].map((c) => c.completedAt ?? Infinity));
+  if (synthesis.scheduledAt < lastChildDone) throw new Error(`session ${id}: the synthesis call was scheduled before the last task completed`);
+  const spread = (times: number[]): number => Math.max(...times) - Math.min(...times);
+  return {
+    startedAt,
+    endOfTurnAt,
+    tasks,
+    startSpread: spread(tasks.map((t) => t.startedAt)),
+    modelStartSpread: spread(tasks.map((t) => t.modelStartedAt)),
+    tail: endOfTurnAt - lastChildDone,
+    tailToSynthesis: synthesis.scheduledAt - lastChildDone,
+  };
+}
+
+const FANOUT_DEFINITIONS = {
+  taskOverheadMs:
+    "per task: (parent ChildWorkflowExecutionCompleted - parent StartChildWorkflowExecutionInitiated) - the child's callModel run time (ActivityTaskStarted->Completed)",
+  taskOverheadPartsMs:
+    "dispatch: Initiated -> child's first callModel ActivityTaskScheduled; modelQueue: callModel Scheduled -> Started; return: child's last callModel ActivityTaskCompleted -> parent ChildWorkflowExecutionCompleted (the three sum to taskOverheadMs)",
+  taskModelRunMs: "per task: the child's callModel ActivityTaskStarted -> ActivityTaskCompleted (the scripted model itself)",
+  fanoutStartSpreadMs: 'per session: last - first child WorkflowExecutionStarted',
+  fanoutModelStartSpreadMs: 'per session: last - first child callModel ActivityTaskStarted',
+  tailLatencyMs:
+    "per session: parent's last ChildWorkflowExecutionCompleted -> the checkpoint marker after the synthesis callModel completed (the one recording blocked/awaiting_input)",
+  tailToSynthesisMs: "per session: parent's last ChildWorkflowExecutionCompleted -> the synthesis callModel ActivityTaskScheduled",
+  sessionTurnMs: 'per session: WorkflowExecutionStarted -> end of turn (the blocked/awaiting_input checkpoint marker)',
+  throughput: "sessions (tasks) over wallSeconds: first session's WorkflowExecutionStarted -> last session's end of turn",
+  percentiles: 'nearest-rank over all samples; with fewer than 100 samples p99 is the maximum',
+};
+
 // ---------------------------------------------------------------------------------------------------------------
+// Runs
 
-async function main(): Promise<void> {
-  const opts = parseOptions();
+type Stack = {
+  namespace: string;
+  temporalAddress: string;
+  connection: Connection;
+  temporal: Client;
+  databaseUrl: string;
+  db: Db;
+  notifier: TraceNotifier;
+  logger: Logger;
+  scenarioDir: string;
+};
+
+/** Dev server (unless TEMPORAL_ADDRESS), a fresh migrated database, a Temporal client, Prisma and the trace notifier. */
+async function openStack(): Promise<Stack> {
   const namespace = process.env.TEMPORAL_NAMESPACE ?? 'default';
-  const taskQueue = `bench-${randomBytes(6).toString('hex')}`;
-  log(`${opts.sessions} sessions x ${opts.steps} steps, concurrency ${opts.concurrency}`);
-
   const tmp = mkdtempSync(path.join(os.tmpdir(), 'troupe-bench-'));
   cleanups.push({ name: 'temp dir', fn: () => rmSync(tmp, { recursive: true, force: true }) });
 
@@ -339,28 +529,9 @@ async function main(): Promise<void> {
   await migrate(databaseUrl);
   log(`database ${new URL(databaseUrl).pathname.slice(1)} migrated`);
 
-  const scenarioDir = path.join(tmp, 'scenarios');
-  writeScenario(scenarioDir, opts.steps);
-
   const connection = await Connection.connect({ address: temporalAddress });
   cleanups.push({ name: 'temporal connection', fn: () => connection.close() });
   const temporal = new Client({ connection, namespace });
-
-  const worker = spawnWorker({
-    DATABASE_URL: databaseUrl,
-    TEMPORAL_ADDRESS: temporalAddress,
-    TEMPORAL_NAMESPACE: namespace,
-    TEMPORAL_TASK_QUEUE: taskQueue,
-    TROUPE_SCENARIO_DIRS: scenarioDir,
-    LOG_LEVEL: 'warn',
-  });
-  cleanups.push({ name: 'worker', fn: () => stopWorker(worker) });
-  await waitForPollers(connection, namespace, taskQueue, worker);
-  log(`worker ${worker.child.pid} is polling ${taskQueue}`);
-  const workerDied = worker.exited.then(({ code, signal }) => {
-    throw new Error(`the worker exited during the benchmark (${code ?? signal})`);
-  });
-  workerDied.catch(() => undefined);
 
   const logger = pino({ name: 'bench', level: process.env.LOG_LEVEL ?? 'warn' }, pino.destination({ fd: 2, sync: true }));
   const db = createPrisma(databaseUrl);
@@ -368,39 +539,97 @@ async function main(): Promise<void> {
   const notifier = new TraceNotifier(databaseUrl, { onError: (err) => log(`trace notifier: ${err.message}`) });
   await notifier.start();
   cleanups.push({ name: 'trace notifier', fn: () => notifier.close() });
-  // One turn is STEPS tool-calling model calls plus the closing one: lift the per-turn guard above that.
-  const sessions = createSessionService({ db, temporal, taskQueue, notifier, logger, limits: { maxModelCallsPerTurn: opts.steps + 1 } });
 
-  await putAgent(db, {
-    id: AGENT_ID,
+  return { namespace, temporalAddress, connection, temporal, databaseUrl, db, notifier, logger, scenarioDir: path.join(tmp, 'scenarios') };
+}
+
+type RunningWorker = { worker: WorkerProcess; taskQueue: string; died: Promise<never> };
+
+/** A fresh worker process on a fresh task queue (its peak RSS is this scenario's alone); registered for cleanup. */
+async function launchWorker(stack: Stack): Promise<RunningWorker> {
+  const taskQueue = `bench-${randomBytes(6).toString('hex')}`;
+  const worker = spawnWorker({
+    DATABASE_URL: stack.databaseUrl,
+    TEMPORAL_ADDRESS: stack.temporalAddress,
+    TEMPORAL_NAMESPACE: stack.namespace,
+    TEMPORAL_TASK_QUEUE: taskQueue,
+    TROUPE_SCENARIO_DIRS: stack.scenarioDir,
+    LOG_LEVEL: 'warn',
+  });
+  // Registered after Prisma and the notifier, so cleanup stops the worker before closing them and dropping the database.
+  cleanups.push({ name: `worker ${worker.child.pid ?? '?'}`, fn: () => stopWorker(worker) });
+  await waitForPollers(stack.connection, stack.namespace, taskQueue, worker);
+  log(`worker ${worker.child.pid} is polling ${taskQueue}`);
+  const died = worker.exited.then(({ code, signal }): never => {
+    throw new Error(`the worker exited during the benchmark (${code ?? signal})`);
+  });
+  died.catch(() => undefined);
+  return { worker, taskQueue, died };
+}
+
+/** Runs the sessions, waits until every closed session's workflow has ended, samples the worker's peak RSS, stops it. */
+async function runSessions(
+  stack: Stack,
+  w: RunningWorker,
+  opts: { sessions: number; concurrency: number },
+  startOne: (i: number) => Promise<string>,
+  turnTimeoutMs: number,
+  service: SessionService,
+): Promise<{ ids: string[]; workerPeakRssMb: number }> {
+  const run = pool(opts.sessions, opts.concurrency, async (i) => {
+    const id = await startOne(i);
+    await untilEndOfTurn(service, stack.notifier, id, turnTimeoutMs);
+    await service.close(id);
+    log(`session ${i + 1}/${opts.sessions} finished its turn (${id})`);
+    return id;
+  });
+  const ids = await Promise.race([run, w.died]);
+  // Closed sessions end on their own; wait for that so nothing is in flight when the worker is measured and stopped.
+  await Promise.race([Promise.all(ids.map((id) => stack.temporal.workflow.getHandle(id).result())), w.died]);
+  const workerPeakRssMb = peakRssMb(w.worker.child.pid as number);
+  await stopWorker(w.worker);
+  return { ids, workerPeakRssMb };
+}
+
+async function runSteps(stack: Stack, opts: StepsOptions) {
+  log(`steps: ${opts.sessions} sessions x ${opts.steps} steps, concurrency ${opts.concurrency}`);
+  writeStepScenario(stack.scenarioDir, opts.steps);
+  const w = await launchWorker(stack);
+  // One turn is STEPS tool-calling model calls plus the closing one: lift the per-turn guard above that.
+  const sessions = createSessionService({
+    db: stack.db,
+    temporal: stack.temporal,
+    taskQueue: w.taskQueue,
+    notifier: stack.notifier,
+    logger: stack.logger,
+    limits: { maxModelCallsPerTurn: opts.steps + 1 },
+  });
+
+  await putAgent(stack.db, {
+    id: STEP_AGENT_ID,
     name: 'Bench agent',
     role: 'assistant',
-    model: `scripted:${SCENARIO}`,
+    model: `scripted:${STEP_SCENARIO}`,
     instructions: 'Benchmark agent: writes one blackboard entry per step.',
     tools: ['blackboard_write'],
     permissions: [],
     memoryScope: 'session',
   });
 
-  const turnTimeoutMs = 120_000 + 2_000 * opts.steps;
-  const run = pool(opts.sessions, opts.concurrency, async (i) => {
-    const { id } = await sessions.start({ goal: `bench session ${i + 1}`, agent: AGENT_ID });
-    await untilEndOfTurn(sessions, notifier, id, turnTimeoutMs);
-    await sessions.close(id);
-    log(`session ${i + 1}/${opts.sessions} finished its turn (${id})`);
-    return id;
-  });
-  const ids = await Promise.race([run, workerDied]);
-  // Closed sessions end on their own; wait for that so nothing is in flight when the worker is measured and stopped.
-  await Promise.race([Promise.all(ids.map((id) => temporal.workflow.getHandle(id).result())), workerDied]);
-
-  const workerPeakRssMb = peakRssMb(worker.child.pid as number);
+  const { ids, workerPeakRssMb } = await runSessions(
+    stack,
+    w,
+    opts,
+    async (i) => (await sessions.start({ goal: `bench session ${i + 1}`, agent: STEP_AGENT_ID })).id,
+    120_000 + 2_000 * opts.steps,
+    sessions,
+  );
 
   const gaps: number[] = [];
   let firstStart = Infinity;
   let lastEnd = -Infinity;
   for (const id of ids) {
-    const t = sessionTimes(await fullHistory(temporal, id));
+    const t = sessionTimes(await fullHistory(stack.temporal, id));
     if (t.modelCallStarts.length !== opts.steps + 1) {
       throw new Error(`session ${id}: expected ${opts.steps + 1} callModel activities, history has ${t.modelCallStarts.length}`);
     }
@@ -411,7 +640,7 @@ async function main(): Promise<void> {
   gaps.sort((a, b) => a - b);
   const wallSeconds = (lastEnd - firstStart) / 1000;
 
-  const result = {
+  return {
     scenario: 'steps',
     sessions: opts.sessions,
     steps: opts.steps,
@@ -420,8 +649,100 @@ async function main(): Promise<void> {
     stepsPerSecond: round((opts.sessions * opts.steps) / wallSeconds, 2),
     wallSeconds: round(wallSeconds, 3),
     workerPeakRssMb: round(workerPeakRssMb, 1),
-    machine: { cpus: os.availableParallelism(), memGb: round(os.totalmem() / 1024 ** 3, 1), node: process.version },
   };
+}
+
+async function runFanout(stack: Stack, opts: FanoutOptions) {
+  log(`fanout: ${opts.sessions} sessions x ${opts.tasks} parallel tasks, concurrency ${opts.concurrency}`);
+  writeFanoutScenarios(stack.scenarioDir, opts.tasks);
+  const w = await launchWorker(stack);
+  const sessions = createSessionService({
+    db: stack.db,
+    temporal: stack.temporal,
+    taskQueue: w.taskQueue,
+    notifier: stack.notifier,
+    logger: stack.logger,
+    // The plan has TASKS tasks: lift the per-plan guard (default 20) when K is above it.
+    orchestratorLimits: { maxTasksPerPlan: Math.max(DEFAULT_ORCHESTRATOR_LIMITS.maxTasksPerPlan, opts.tasks) },
+  });
+
+  await putAgent(stack.db, {
+    id: TASK_AGENT_ID,
+    name: 'Bench task agent',
+    role: 'bench-worker',
+    model: `scripted:${TASK_SCENARIO}`,
+    instructions: 'Benchmark task agent: answers at once.',
+    tools: [],
+    permissions: [],
+    memoryScope: 'session',
+  });
+  await putAgent(stack.db, {
+    id: PLANNER_AGENT_ID,
+    name: 'Bench planner',
+    role: PLANNER_ROLE,
+    model: `scripted:${PLANNER_SCENARIO}`,
+    instructions: 'Benchmark planner: plans independent tasks, then sums up.',
+    tools: [],
+    permissions: [],
+    memoryScope: 'session',
+  });
+
+  const { ids, workerPeakRssMb } = await runSessions(
+    stack,
+    w,
+    opts,
+    async (i) => (await sessions.start({ goal: `bench fan-out session ${i + 1}`, agent: PLANNER_AGENT_ID, maxParallelTasks: opts.tasks })).id,
+    120_000 + 2_000 * opts.tasks,
+    sessions,
+  );
+
+  const perSession = await Promise.all(ids.map((id) => fanoutSessionTimes(stack.temporal, id, opts.tasks)));
+  const tasks = perSession.flatMap((s) => s.tasks);
+  const firstStart = Math.min(...perSession.map((s) => s.startedAt));
+  const lastEnd = Math.max(...perSession.map((s) => s.endOfTurnAt));
+  const wallSeconds = (lastEnd - firstStart) / 1000;
+
+  return {
+    scenario: 'fanout',
+    sessions: opts.sessions,
+    tasks: opts.tasks,
+    concurrency: opts.concurrency,
+    taskOverheadMs: stats(tasks.map((t) => t.overhead)),
+    taskOverheadPartsMs: {
+      dispatch: stats(tasks.map((t) => t.dispatch)),
+      modelQueue: stats(tasks.map((t) => t.modelQueue)),
+      return: stats(tasks.map((t) => t.return)),
+    },
+    taskModelRunMs: stats(tasks.map((t) => t.modelRun)),
+    fanoutStartSpreadMs: stats(perSession.map((s) => s.startSpread)),
+    fanoutModelStartSpreadMs: stats(perSession.map((s) => s.modelStartSpread)),
+    tailLatencyMs: stats(perSession.map((s) => s.tail)),
+    tailToSynthesisMs: stats(perSession.map((s) => s.tailToSynthesis)),
+    sessionTurnMs: stats(perSession.map((s) => s.endOfTurnAt - s.startedAt)),
+    sessionsPerSecond: round(opts.sessions / wallSeconds, 3),
+    tasksPerSecond: round((opts.sessions * opts.tasks) / wallSeconds, 2),
+    wallSeconds: round(wallSeconds, 3),
+    workerPeakRssMb: round(workerPeakRssMb, 1),
+    definitions: FANOUT_DEFINITIONS,
+  };
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+
+async function main(): Promise<void> {
+  const opts = parseOptions();
+  const stack = await openStack();
+  const machine = { cpus: os.availableParallelism(), memGb: round(os.totalmem() / 1024 ** 3, 1), node: process.version };
+  let result: Record<string, unknown>;
+  if (opts.scenario === 'steps') {
+    result = { ...(await runSteps(stack, opts.steps)), machine };
+  } else if (opts.scenario === 'fanout') {
+    result = { ...(await runFanout(stack, opts.fanout)), machine };
+  } else {
+    const steps = await runSteps(stack, opts.steps);
+    const fanout = await runFanout(stack, opts.fanout);
+    result = { scenario: 'all', steps, fanout, machine };
+  }
   process.stdout.write(JSON.stringify(result) + '\n');
 }
 

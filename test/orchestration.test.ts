@@ -218,4 +218,58 @@ describe('orchestrated sessions', () => {
       expect(desc.status.name).toBe('CANCELLED');
     }
   }, 90_000);
+
+  it('runs the shipped default set out of the box: the planner plans, the coder and the reviewer are chosen by role', async () => {
+    const id = await start({ goal: 'Add a --verbose flag to the CLI', agent: 'planner' });
+    const s = await stack.waitForStatus(id, (x) => x.statusReason === 'awaiting_input' || x.status === 'failed');
+    expect(s.status, s.statusReason ?? '').toBe('blocked');
+    expect(s.finalAnswer).toContain('offline scripted planner');
+    const children = (await tree(id))[0]!.children;
+    expect(children.map((t) => [t.planKey, t.role, t.status])).toEqual([
+      ['implement', 'coder', 'done'],
+      ['review', 'reviewer', 'done'],
+    ]);
+    const rows = await stack.traceRows(id);
+    const routed = rows.filter((r) => r.type === 'task.routed').map(payload);
+    expect(routed.map((r) => r.by)).toEqual(['role', 'role']);
+    for (const [i, t] of children.entries()) {
+      const agent = await stack.api('GET', `/v1/agents/${routed[i]!.agent}`);
+      expect(agent.body.role).toBe(t.role);
+    }
+  });
+
+  it("routes a task with no agent and no known role by the session's router rule", async () => {
+    const p = await planner('o-planner-rule', 'plan-by-rule');
+    const id = await start({ goal: 'Audit', agent: p, routes: [{ pattern: '\\baudit', agent: 'o-echo' }] });
+    await stack.waitForStatus(id, (x) => x.statusReason === 'awaiting_input' || x.status === 'failed');
+    const [task] = (await tree(id))[0]!.children;
+    expect(task).toMatchObject({ assignedAgent: 'o-echo', status: 'done' });
+    const routed = (await stack.traceRows(id)).find((r) => r.type === 'task.routed')!;
+    expect(payload(routed)).toMatchObject({ by: 'rule', rule: '\\baudit', agent: 'o-echo' });
+    // A rule naming an unknown agent, or a bad pattern, is refused up front.
+    const bad = await stack.api('POST', '/v1/sessions', { goal: 'x', agent: p, routes: [{ pattern: '(', agent: 'o-echo' }] });
+    expect(bad.status).toBe(400);
+    expect(JSON.stringify(bad.body)).toContain('not a valid regular expression');
+    const unknown = await stack.api('POST', '/v1/sessions', { goal: 'x', agent: p, routes: [{ pattern: 'x', agent: 'o-nobody' }] });
+    expect(unknown.status).toBe(400);
+    expect(unknown.body.error.message).toContain('unknown agent "o-nobody"');
+  });
+
+  it('keeps the agent versions a session started with when an agent is edited mid-session', async () => {
+    const agentDef = { ...ORCHESTRATION_AGENTS.find((a) => a.id === 'o-slow')!, id: 'o-versioned', name: 'o-versioned', instructions: 'Instructions of version one.' };
+    await putAgent(stack.db, agentDef);
+    const before = (await stack.api('GET', '/v1/agents/o-versioned')).body.version as number;
+    const p = await planner('o-planner-versioned', 'plan-versioned');
+    const id = await start({ goal: 'Which instructions?', agent: p });
+    // Edited right after the session started (the catalogue was frozen when it started).
+    const put = await stack.api('PUT', '/v1/agents/o-versioned', { ...agentDef, instructions: 'Instructions of version two.' });
+    expect(put.status).toBe(200);
+    expect(put.body.version).toBe(before + 1);
+    await stack.waitForStatus(id, (x) => x.statusReason === 'awaiting_input' || x.status === 'failed');
+    const [task] = (await tree(id))[0]!.children;
+    expect(task).toMatchObject({ status: 'done', assignedAgent: 'o-versioned', agentVersion: before });
+    const context = (await stack.traceRows(id)).find((r) => r.type === 'model.context' && r.taskId === task!.id)!;
+    expect(payload(context).system).toContain('Instructions of version one.');
+    expect(payload(context).system).not.toContain('version two');
+  });
 });
