@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { AgentDefinition, BlackboardEntry, CreateSessionBody, ErrorBody, SendMessageBody, Session, SessionPage, TraceEvent, VersionedAgent, WriteBlackboardBody } from '../core/schemas';
+import { AgentDefinition, BlackboardEntry, CreateSessionBody, ErrorBody, SendMessageBody, Session, SessionPage, TaskTree, TaskView, TraceEvent, VersionedAgent, WriteBlackboardBody } from '../core/schemas';
 import { BlackboardQuery } from './blackboard';
 
 const AgentView = VersionedAgent.extend({ source: z.string().describe('builtin, yaml:<file> or api'), createdAt: z.string(), updatedAt: z.string() });
@@ -47,6 +47,8 @@ export function openApiDocument(): Record<string, unknown> {
         AgentList: schema(AgentList),
         AgentVersionList: schema(AgentVersionList),
         AgentApplyResults: schema(AgentApplyResults),
+        Task: schema(TaskView),
+        TaskTree: schema(TaskTree),
         Error: schema(ErrorBody),
       },
     },
@@ -91,6 +93,16 @@ export function openApiDocument(): Record<string, unknown> {
       },
       '/v1/sessions/{id}/close': {
         post: { summary: 'End a session normally (status done)', parameters: idParam, responses: { '202': { description: 'close requested', ...json('Session') }, ...errors } },
+      },
+      '/v1/sessions/{id}/tasks': {
+        get: {
+          summary: 'The task tree of a session: one root per round (the planner\'s), its planned tasks as children',
+          parameters: idParam,
+          responses: { '200': { description: 'the tree', ...json('TaskTree') }, ...errors },
+        },
+      },
+      '/v1/tasks/{id}': {
+        get: { summary: 'One task with its artifacts', parameters: idParam, responses: { '200': { description: 'the task', ...json('Task') }, ...errors } },
       },
       '/v1/sessions/{id}/blackboard': {
         get: {

@@ -1,6 +1,8 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { putAgent } from '../service/agents';
+import { ORCHESTRATION_AGENTS, scriptedPlanner } from './support/orchestration-agents';
 import { startStack, TEST_SCENARIOS, type Stack } from './support/stack';
 
 const ROOT = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..');
@@ -82,4 +84,34 @@ describe('a worker killed mid-session', () => {
     await stack.api('POST', `/v1/sessions/${id}/close`);
     await stack.waitForStatus(id, (s) => s.status === 'done');
   }, 150_000);
+
+  it('loses nothing of an orchestrated fan-out: the tasks in flight finish on the new worker, each dispatched and completed once', async () => {
+    const first = await spawnWorker();
+    for (const a of ORCHESTRATION_AGENTS) await putAgent(stack.db, a);
+    await putAgent(stack.db, scriptedPlanner('crash-planner', 'plan-three'));
+    const id = (await stack.api('POST', '/v1/sessions', { goal: 'parts, then combine', agent: 'crash-planner' })).body.id as string;
+
+    // Kill the worker while tasks a and b are running in parallel (their model calls take 800 ms).
+    await stack.events(id, { until: (e) => e.type === 'workflow.node.enter' && (e.payload as any).kind === 'await_tasks' });
+    first.kill('SIGKILL');
+    await new Promise((r) => first.once('exit', r));
+
+    await spawnWorker();
+    const session = await stack.waitForStatus(id, (s) => s.statusReason === 'awaiting_input' || s.status === 'failed', 120_000);
+    expect(session).toMatchObject({ status: 'blocked', finalAnswer: 'Final answer: A, B and C are done.' });
+
+    const tasks = await stack.db.task.findMany({ where: { sessionId: id, parentId: { not: null } }, orderBy: { planKey: 'asc' } });
+    expect(tasks.map((t) => [t.planKey, t.status, t.attempts])).toEqual([
+      ['a', 'done', 1],
+      ['b', 'done', 1],
+      ['c', 'done', 1],
+    ]);
+    const rows = await stack.traceRows(id);
+    expect(rows.map((r) => r.seq)).toEqual(rows.map((_, i) => i + 1));
+    for (const t of tasks) {
+      const of = (type: string) => rows.filter((r) => r.type === type && (r.payload as any).taskId === t.id).length;
+      expect([of('task.created'), of('task.routed'), of('task.dispatched'), of('task.completed')]).toEqual([1, 1, 1, 1]);
+    }
+    expect(rows.filter((r) => r.type === 'plan.accepted')).toHaveLength(1);
+  }, 180_000);
 });
