@@ -16,7 +16,7 @@ import {
 } from './context';
 import { HANDOFF_TOOL } from './handoff';
 import { addUsage, textOf, toolUsesOf, type ChatMessage, type ContentBlock, type ModelResponse, type TokenUsage } from './model';
-import { extractPlan, validatePlan, type PlanTask } from './plan';
+import { extractPlan, SUBMIT_PLAN_TOOL, validatePlan, type PlanTask } from './plan';
 import type { SessionStatus, TaskStatus, VersionedAgent } from './schemas';
 import type { EventDraft, SessionSnapshot } from './session';
 
@@ -413,7 +413,7 @@ function settle(acc: Acc) {
   // Pending tasks that wait on a failed or cancelled task can never run: they are superseded, not failed.
   for (const t of tasks) {
     if (t.status !== 'pending') continue;
-    const blocker = t.dependsOn.map((d) => byId(s, d)).find((d) => d && d.status !== 'done');
+    const blocker = t.dependsOn.map((d) => byId(acc.s, d)).find((d) => d && d.status !== 'done');
     const reason = `superseded: depends on "${blocker?.planKey ?? '?'}", which ${blocker?.status ?? 'did not finish'}`;
     const u = updateTask(acc, t.id, { status: 'cancelled', statusReason: reason });
     taskEvent(acc, 'task.cancelled', u, { reason });
@@ -453,31 +453,34 @@ function acceptPlanResponse(acc: Acc, response: ModelResponse) {
   const plannerActor = `agent:${s.planner.id}`;
   const extracted = extractPlan(response);
   const toolUses = toolUsesOf(response.content);
+  // Tasks go to the other agents: the planner plans and synthesizes, it is never assigned a task.
+  const workers = s.agents.filter((a) => a.id !== s.planner.id);
   const tasks = roundTasks(s);
   const validation =
     'error' in extracted
       ? ({ ok: false, errors: [extracted.error] } as const)
       : validatePlan(extracted.raw, {
-          agents: s.agents.map((a) => a.id),
+          agents: workers.map((a) => a.id),
           doneKeys: tasks.filter((t) => t.status === 'done').map((t) => t.planKey),
           usedKeys: tasks.map((t) => t.planKey),
           maxTasks: s.limits.maxTasksPerPlan,
           routable: (t) => {
-            const r = route(t, s.agents, s.routes);
+            const r = route(t, workers, s.routes);
             return 'error' in r ? r.error : null;
           },
         });
   const planToolId = 'error' in extracted ? null : extracted.toolUseId;
   // Every tool_use gets a tool_result so the planner's conversation stays well-formed.
-  const answer = (planText: string, isError: boolean): ContentBlock[] =>
-    toolUses.length > 0
-      ? toolUses.map((u) => ({
-          type: 'tool_result' as const,
-          toolUseId: u.id,
-          content: u.id === planToolId ? planText : `only ${'submit_plan'} is available to you`,
-          isError: u.id === planToolId ? isError : true,
-        }))
-      : [{ type: 'text' as const, text: planText }];
+  const answer = (planText: string, isError: boolean): ContentBlock[] => {
+    const results: ContentBlock[] = toolUses.map((u) => ({
+      type: 'tool_result' as const,
+      toolUseId: u.id,
+      content: u.id === planToolId ? planText : `only ${SUBMIT_PLAN_TOOL} is available to you`,
+      isError: u.id === planToolId ? isError : true,
+    }));
+    // A plan given as text (no submit_plan call) is answered in text, after the results of any other tool calls.
+    return planToolId === null ? [...results, { type: 'text' as const, text: planText }] : results;
+  };
 
   if (!validation.ok) {
     const attempt = s.planAttempts + 1;
@@ -498,7 +501,7 @@ function acceptPlanResponse(acc: Acc, response: ModelResponse) {
   let counter = s.taskCounter;
   for (const p of plan.tasks) keyToId.set(p.id, `${root.id}.t${++counter}`);
   const created: TaskState[] = plan.tasks.map((p) => {
-    const decision = route(p, s.agents, s.routes) as Exclude<RouteDecision, { error: string }>;
+    const decision = route(p, workers, s.routes) as Exclude<RouteDecision, { error: string }>;
     const agent = agentOf(s, decision.agentId)!;
     return {
       id: keyToId.get(p.id)!,
@@ -543,7 +546,7 @@ function acceptPlanResponse(acc: Acc, response: ModelResponse) {
   };
   plan.tasks.forEach((p, i) => {
     const t = created[i]!;
-    const decision = route(p, s.agents, s.routes) as Exclude<RouteDecision, { error: string }>;
+    const decision = route(p, workers, s.routes) as Exclude<RouteDecision, { error: string }>;
     taskEvent(acc, 'task.created', t, { round: t.round, parentId: t.parentId, goal: t.goal, role: t.role, dependsOn: t.dependsOn });
     acc.events.push({
       actor: 'orchestrator',
@@ -626,6 +629,17 @@ export function reduceOrchestrator(state: OrchestratorState, result: Orchestrato
         acceptPlanResponse(acc, r);
       } else if (state.phase === 'synthesizing') {
         const answer = textOf(r.content);
+        const stray = toolUsesOf(r.content);
+        if (stray.length > 0) {
+          // No tools are offered for the final answer; any call still gets a result so the conversation stays valid.
+          acc.s = {
+            ...acc.s,
+            plannerMessages: appendUser(
+              acc.s.plannerMessages,
+              stray.map((u) => ({ type: 'tool_result' as const, toolUseId: u.id, content: 'no tools are available while writing the final answer', isError: true })),
+            ),
+          };
+        }
         const root = updateTask(acc, rootOf(acc.s).id, { status: 'done', output: answer });
         taskEvent(acc, 'task.completed', root, { agent: state.planner.id, output: answer });
         acc.s = { ...acc.s, finalAnswer: answer, phase: 'awaiting_input', awaitingSince: now };

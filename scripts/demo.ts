@@ -2,6 +2,7 @@
  * `npm run demo`: runs a sample session through the HTTP API of a running stack (`npm start` in another terminal)
  * and prints its streamed events. TROUPE_API_URL (default http://127.0.0.1:8080) and TROUPE_API_TOKEN (default: the
  * first of TROUPE_API_TOKENS, else the token `npm start` generated and saved in .data/api-token).
+ * `npm run demo -- --agent planner` runs a multi-agent session instead and prints its task tree.
  */
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
@@ -45,6 +46,22 @@ function describe(e: TraceEvent): string {
       return `→ ${p.kind}`;
     case 'workflow.node.exit':
       return `← ${p.kind} (${p.result})`;
+    case 'plan.accepted':
+      return `plan: ${p.tasks.map((t: any) => `${t.planKey}${t.dependsOn.length ? ` (after ${t.dependsOn.length})` : ''}`).join(', ')}`;
+    case 'task.routed':
+      return `${p.planKey} → ${p.agent} v${p.version} (by ${p.by})`;
+    case 'task.dispatched':
+    case 'task.completed':
+    case 'task.failed':
+    case 'task.retrying':
+    case 'task.cancelled':
+      return `${p.planKey} ${p.status}${p.agent ? ` (${p.agent})` : ''}${p.reason ? `: ${p.reason}` : ''}`;
+    case 'message.task':
+      return `${p.agent} v${p.version} gets task ${p.taskId} (attempt ${p.attempt})`;
+    case 'handoff':
+      return `${p.planKey}: ${p.from} → ${p.to} (${p.reason})`;
+    case 'model.context':
+      return `${e.actor} is sent ${p.messages.length} new message(s), ${p.blackboard.length} blackboard entr${p.blackboard.length === 1 ? 'y' : 'ies'}`;
     case 'state.mutated':
       return `status ${p.status.from} → ${p.status.to}${p.statusReason.to ? ` (${p.statusReason.to})` : ''}`;
     default:
@@ -67,8 +84,29 @@ async function follow(id: string, after: number): Promise<number> {
   return last;
 }
 
+function printTree(nodes: any[], indent = ''): void {
+  for (const t of nodes) {
+    console.log(`${indent}${t.planKey === 'root' ? 'round ' + t.round : t.planKey} [${t.status}] ${t.assignedAgent ?? ''} — ${t.goal.split('\n')[0]}`);
+    printTree(t.children, indent + '  ');
+  }
+}
+
 async function main() {
   console.log(`Troupe demo against ${baseUrl}\n`);
+  const agentFlag = process.argv.indexOf('--agent');
+  const agent = agentFlag > 0 ? process.argv[agentFlag + 1] : process.env.DEMO_AGENT;
+  if (agent) {
+    const session = await call('POST', '/v1/sessions', { goal: 'Add a --verbose flag to the CLI and review the change.', agent, metadata: { source: 'demo' } });
+    console.log(`session ${session.id} started with agent ${session.agentId}\n`);
+    const seq = await follow(session.id, 0);
+    console.log('\ntask tree:');
+    printTree((await call('GET', `/v1/sessions/${session.id}/tasks`)).data);
+    await call('POST', `/v1/sessions/${session.id}/close`);
+    await follow(session.id, seq);
+    const final = await call('GET', `/v1/sessions/${session.id}`);
+    console.log(`\nsession ${final.id}: ${final.status} (${final.statusReason}); answer: ${final.finalAnswer}`);
+    return;
+  }
   const session = await call('POST', '/v1/sessions', { goal: 'Note that this project is written in TypeScript.', metadata: { source: 'demo' } });
   console.log(`session ${session.id} started with agent ${session.agentId}\n`);
   let seq = await follow(session.id, 0);

@@ -858,3 +858,50 @@ describe('agent loop', () => {
     expect(s.messages).toHaveLength(4);
   });
 });
+
+describe('orchestrator: regressions', () => {
+  it('tells the planner what is wrong with a text plan even when it also called another tool', () => {
+    const r = reduceOrchestrator(
+      fresh(),
+      response({ type: 'text', text: '{"tasks":[{"id":"a","goal":"x","dependsOn":["zz"]}]}' }, { type: 'tool_use', id: 'u1', name: 'search', input: {} }),
+      T0,
+    );
+    expect(types(r.events)).toContain('plan.rejected');
+    expect(lastMessage(r.state).content[0]).toEqual({ type: 'tool_result', toolUseId: 'u1', content: 'only submit_plan is available to you', isError: true });
+    expect(textIn(lastMessage(r.state))).toContain('tasks.0.dependsOn: unknown task "zz"');
+    expectWellFormed(r.state.plannerMessages);
+  });
+
+  it('answers a tool call in the synthesis reply, so the next round is a valid conversation', () => {
+    let s = planned([{ id: 'a', goal: 'code', agent: 'coder' }]);
+    s = dispatch(s, T0).state;
+    s = reduceOrchestrator(s, finished(task(s, 'a').id, done('ok')), T0 + 1).state;
+    expect(s.phase).toBe('synthesizing');
+    s = reduceOrchestrator(s, response({ type: 'text', text: 'answer' }, { type: 'tool_use', id: 'sx', name: 'submit_plan', input: {} }), T0 + 2).state;
+    expect(s.finalAnswer).toBe('answer');
+    s = reduceOrchestrator(s, { kind: 'user_message', content: 'more' }, T0 + 3).state;
+    expect(lastMessage(s).content[0]).toMatchObject({ type: 'tool_result', toolUseId: 'sx', isError: true });
+    expectWellFormed(s.plannerMessages);
+  });
+
+  it('says which dependency a superseded task waited on, even down a chain', () => {
+    let s = planned([
+      { id: 'a', goal: 'one', agent: 'tester' },
+      { id: 'b', goal: 'two', agent: 'tester', dependsOn: ['a'] },
+      { id: 'c', goal: 'three', agent: 'tester', dependsOn: ['b'] },
+    ], { defaultMaxAttempts: 1 });
+    s = dispatch(s, T0).state;
+    s = reduceOrchestrator(s, finished(task(s, 'a').id, failed('boom')), T0 + 1).state;
+    expect(task(s, 'b').statusReason).toBe('superseded: depends on "a", which failed');
+    expect(task(s, 'c').statusReason).toBe('superseded: depends on "b", which cancelled');
+  });
+
+  it('never assigns a task to the planner itself', () => {
+    const r = reduceOrchestrator(fresh(), submitPlan([{ id: 'a', goal: 'plan more', agent: 'planner' }]), T0);
+    expect(types(r.events)).toContain('plan.rejected');
+    expect(textIn(lastMessage(r.state))).toContain('unknown agent "planner"');
+    const byRole = reduceOrchestrator(fresh(), submitPlan([{ id: 'a', goal: 'zzz', role: 'planner' }]), T0, );
+    // role "planner" matches no worker; the default catch-all rule sends it to the coder instead
+    expect(task(byRole.state, 'a').agentId).toBe('coder');
+  });
+});
