@@ -17,6 +17,10 @@ import { appendTraceEvents, type NewTraceEvent } from '../lib/db/trace';
 import type { Logger } from '../lib/logger';
 import type { ResolvedModel } from './models/registry';
 import type { ToolRegistry } from './tools';
+import { CODING_TOOL_META, resolveToolFacts, type WorkspaceContext } from './tools/coding';
+import { evaluate, type GuardrailDecision, type Policy } from '../core/policy';
+import { redactString } from '../core/redact';
+import { beginStep, createWorkspace, endStep, git, restore, type Workspace } from '../lib/workspace';
 
 export type ActivityDeps = {
   db: Db;
@@ -25,6 +29,14 @@ export type ActivityDeps = {
   logger: Logger;
   /** Max output tokens per model call. */
   maxTokens?: number;
+  /** The guardrail policy every tool call is evaluated against (lib/policy-files.ts). */
+  policy: Policy;
+  /** Runs commands for run_command (the sandbox bound in); absent when commands are disabled. */
+  runCommand?: WorkspaceContext['runCommand'];
+  /** Where session worktrees live. */
+  workspacesDir: string;
+  /** Values redacted verbatim (besides credential-looking text) from tool results before the model sees them. */
+  secrets?: readonly string[];
 };
 
 export type CheckpointInput = {
@@ -56,11 +68,42 @@ export type CallModelInput = {
   /** Index of the first message not yet recorded in an earlier `model.context` event of this conversation. */
   recordFrom?: number;
 };
+/** A tool call's result; `approvalRequest` (the guardrail decision) when the policy asks a person first. */
+export type RunToolResult = ToolResultBlock & { approvalRequest?: GuardrailDecision };
+
+export type PrepareWorkspaceInput = { sessionId: string; repo: string; workspaceId: string; baseRef?: string };
+
+export type RequestApprovalInput = {
+  sessionId: string;
+  taskId?: string;
+  approvalId: string;
+  stepKey: string;
+  workflowId: string;
+  agentId: string;
+  tool: string;
+  input: unknown;
+  decision: unknown;
+  expiresAt: string;
+};
+export type SettleApprovalInput = {
+  sessionId: string;
+  taskId?: string;
+  approvalId: string;
+  stepKey: string;
+  status: 'approved' | 'denied' | 'expired' | 'cancelled';
+  by: string | null;
+  reason: string | null;
+};
+
 export type RunToolInput = {
   sessionId: string;
   step: number;
   agent: AgentDefinition;
   call: ToolUseBlock;
+  /** The session's (or task's) worktree, when the session names a repository. */
+  workspace?: Workspace;
+  /** Set when a person approved this call after a guardrail `ask`. */
+  approval?: { approvalId: string; by: string };
   project?: string | null;
   taskId?: string;
   /** Prefix of the call's idempotency key, unique per workflow run within the session. */
@@ -138,6 +181,61 @@ export function createActivities(deps: ActivityDeps) {
           },
         });
         return { lastSeq };
+      });
+    },
+
+    /** Files a guardrail `ask` (idempotent: the id comes from the workflow and the step) and traces it. */
+    async requestApproval(input: RequestApprovalInput): Promise<void> {
+      await db.$transaction(async (tx) => {
+        await tx.approval.createMany({
+          data: [
+            {
+              id: input.approvalId,
+              sessionId: input.sessionId,
+              taskId: input.taskId ?? null,
+              workflowId: input.workflowId,
+              agentId: input.agentId,
+              tool: input.tool,
+              input: (input.input ?? null) as object,
+              decision: (input.decision ?? {}) as object,
+              status: 'pending',
+              expiresAt: new Date(input.expiresAt),
+            },
+          ],
+          skipDuplicates: true,
+        });
+        await appendTraceEvents(tx, input.sessionId, [
+          {
+            key: `${input.stepKey}:approval.requested`,
+            runId: Context.current().info.workflowExecution?.runId ?? 'unknown',
+            ...(input.taskId ? { taskId: input.taskId } : {}),
+            actor: 'guardrails',
+            type: 'approval.requested',
+            payload: { approvalId: input.approvalId, tool: input.tool, input: input.input, decision: input.decision, expiresAt: input.expiresAt, agent: input.agentId },
+            timestamp: new Date().toISOString(),
+          },
+        ]);
+      });
+    },
+
+    /** Records how an approval ended (approved, denied, expired, cancelled); only a pending approval changes. */
+    async settleApproval(input: SettleApprovalInput): Promise<void> {
+      await db.$transaction(async (tx) => {
+        await tx.approval.updateMany({
+          where: { id: input.approvalId, status: 'pending' },
+          data: { status: input.status, decidedBy: input.by, reason: input.reason, decidedAt: new Date() },
+        });
+        await appendTraceEvents(tx, input.sessionId, [
+          {
+            key: `${input.stepKey}:approval.decided`,
+            runId: Context.current().info.workflowExecution?.runId ?? 'unknown',
+            ...(input.taskId ? { taskId: input.taskId } : {}),
+            actor: input.by ? `user:${input.by}` : 'guardrails',
+            type: 'approval.decided',
+            payload: { approvalId: input.approvalId, status: input.status, by: input.by, reason: input.reason },
+            timestamp: new Date().toISOString(),
+          },
+        ]);
       });
     },
 
@@ -252,9 +350,53 @@ export function createActivities(deps: ActivityDeps) {
      * Runs one tool call. Bad input from the model (unknown tool, arguments that fail validation) is returned
      * to the model as an error result naming what is wrong, so it can correct itself.
      */
-    async runTool(input: RunToolInput): Promise<ToolResultBlock> {
+    /** Creates (or finds again: idempotent) the worktree a session or task works in, and records it on the session. */
+    async prepareWorkspace(input: PrepareWorkspaceInput): Promise<Workspace> {
+      try {
+        const ws = await createWorkspace({ repo: input.repo, workspaceId: input.workspaceId, baseDir: deps.workspacesDir, ...(input.baseRef ? { baseRef: input.baseRef } : {}) });
+        if (input.workspaceId === input.sessionId) {
+          await db.session.updateMany({ where: { id: input.sessionId }, data: { workspace: ws as unknown as object } });
+        }
+        return ws;
+      } catch (err) {
+        if (err instanceof TroupeError) throw ApplicationFailure.create({ type: err.code, message: err.message, nonRetryable: true });
+        throw err;
+      }
+    },
+
+    /** Restores a session's worktree to one of its snapshots (rollback) and traces it. */
+    async restoreWorkspace(input: { sessionId: string; workspace: Workspace; sha: string; by: string; key: string }): Promise<{ sha: string }> {
+      try {
+        const restored = await restore(input.workspace, input.sha);
+        await appendTraceEvents(db, input.sessionId, [
+          {
+            key: input.key,
+            runId: Context.current().info.workflowExecution?.runId ?? 'unknown',
+            actor: `user:${input.by}`,
+            type: 'workspace.rollback',
+            payload: { sha: restored.sha, branch: input.workspace.branch, by: input.by },
+            timestamp: new Date().toISOString(),
+          },
+        ]);
+        return restored;
+      } catch (err) {
+        if (err instanceof TroupeError) throw ApplicationFailure.create({ type: err.code, message: err.message, nonRetryable: true });
+        throw err;
+      }
+    },
+
+    /**
+     * Runs one tool call, after the guardrails. Bad input from the model (unknown tool, arguments that fail
+     * validation) is returned to the model as an error result naming what is wrong, so it can correct itself.
+     * Every decision is a `guardrail.decision` trace event; deny is answered at once, ask comes back as a request
+     * (the workflow files the approval and calls again with it). A call that changes the worktree is one atomic step:
+     * bracketed by snapshots, restored to the pre-step snapshot when retried, never run twice once committed.
+     */
+    async runTool(input: RunToolInput): Promise<RunToolResult> {
       const ctx = Context.current();
       const { call, agent } = input;
+      const runId = ctx.info.workflowExecution?.runId ?? 'unknown';
+      const stepKey = `${input.keyPrefix ?? ''}${input.step}:${call.id}`;
       const errorResult = (content: string): ToolResultBlock => ({ type: 'tool_result', toolUseId: call.id, content, isError: true });
       const tool = agent.tools.includes(call.name) ? deps.tools.get(call.name) : undefined;
       if (!tool) return errorResult(`unknown tool "${call.name}"; available: ${agent.tools.join(', ') || '(none)'}`);
@@ -263,32 +405,105 @@ export function createActivities(deps: ActivityDeps) {
         const problems = args.error.issues.map((i) => `${i.path.join('.') || '(input)'}: ${i.message}`).join('; ');
         return errorResult(`invalid arguments for ${call.name}: ${problems}`);
       }
+      const workspace: WorkspaceContext | undefined = input.workspace
+        ? { root: input.workspace.root, gitCommonDir: input.workspace.gitCommonDir, ...(deps.runCommand ? { runCommand: deps.runCommand } : {}) }
+        : undefined;
+
+      // Guardrails: agent permissions first, then the policy's rules and the risk score (core/policy.ts).
+      const facts = await resolveToolFacts(workspace, call.name, args.data);
+      const decision = evaluate({ tool: call.name, agent: { id: agent.id, role: agent.role, permissions: agent.permissions }, ...facts }, deps.policy);
+      await appendTraceEvents(db, input.sessionId, [
+        {
+          key: `${stepKey}:guardrail${input.approval ? ':approved' : ''}`,
+          runId,
+          ...(input.taskId ? { taskId: input.taskId } : {}),
+          actor: 'guardrails',
+          type: 'guardrail.decision',
+          payload: {
+            toolUseId: call.id,
+            tool: call.name,
+            effect: decision.effect === 'ask' && input.approval ? 'allow' : decision.effect,
+            stage: decision.stage,
+            ...(decision.ruleId ? { ruleId: decision.ruleId } : {}),
+            reason: decision.reason,
+            risk: decision.risk,
+            ...(input.approval ? { approvedBy: input.approval.by, approvalId: input.approval.approvalId } : {}),
+          },
+          timestamp: new Date().toISOString(),
+        },
+      ]);
+      if (decision.effect === 'deny') return errorResult(`${call.name} was not run: the guardrails deny it (${decision.reason}). Choose another way.`);
+      if (decision.effect === 'ask' && !input.approval) return { ...errorResult('waiting for approval'), approvalRequest: decision };
+
+      const toolCtx = {
+        db,
+        sessionId: input.sessionId,
+        project: input.project ?? null,
+        agent,
+        agentId: agent.id,
+        taskId: input.taskId ?? null,
+        runId,
+        callKey: stepKey,
+        signal: ctx.cancellationSignal,
+        ...(workspace ? { workspace } : {}),
+      };
+      const redact = (text: string) => redactString(text, deps.secrets ?? []);
       const heartbeatTimer = setInterval(() => ctx.heartbeat(), HEARTBEAT_MS);
       try {
-        const content = await tool.run(
-          {
-            db,
-            sessionId: input.sessionId,
-            project: input.project ?? null,
-            agent,
-            agentId: agent.id,
-            taskId: input.taskId ?? null,
-            runId: ctx.info.workflowExecution?.runId ?? 'unknown',
-            callKey: `${input.keyPrefix ?? ''}${input.step}:${call.id}`,
-            signal: ctx.cancellationSignal,
-          },
-          args.data,
-        );
-        return { type: 'tool_result', toolUseId: call.id, content };
-      } catch (err) {
-        // A tool refusing the call (bad scope, missing permission) is an answer for the model, not a failure to retry.
-        if (err instanceof TroupeError && err.code === 'bad_request') return errorResult(err.message);
-        throw err;
+        const mutates = CODING_TOOL_META[call.name]?.mutates === true && input.workspace !== undefined;
+        if (!mutates) return { type: 'tool_result', toolUseId: call.id, ...(await runGuarded(() => tool.run(toolCtx, args.data))) };
+
+        const ws = input.workspace!;
+        const begin = await beginStep(ws, { stepKey, retry: ctx.info.attempt > 1 });
+        if (begin.alreadyDone) {
+          // The step finished before a crash: its snapshot holds the result; never run it twice.
+          return { type: 'tool_result', toolUseId: call.id, ...(await stepResult(ws, begin.sha)) };
+        }
+        const result = await runGuarded(() => tool.run(toolCtx, args.data));
+        const end = await endStep(ws, { stepKey, message: `${call.name} (${stepKey})\n\n${STEP_RESULT_MARK}${JSON.stringify(result).slice(0, 60_000)}` });
+        if (end.changed) {
+          await appendTraceEvents(db, input.sessionId, [
+            {
+              key: `${stepKey}:snapshot`,
+              runId,
+              ...(input.taskId ? { taskId: input.taskId } : {}),
+              actor: 'workspace',
+              type: 'workspace.snapshot',
+              payload: { sha: end.sha, step: stepKey, tool: call.name, toolUseId: call.id, branch: ws.branch },
+              timestamp: new Date().toISOString(),
+            },
+          ]);
+        }
+        return { type: 'tool_result', toolUseId: call.id, ...result };
       } finally {
         clearInterval(heartbeatTimer);
       }
+
+      /** Runs the tool; a refusal (bad_request) is an answer for the model, not a failure to retry. Output is redacted. */
+      async function runGuarded(run: () => Promise<string>): Promise<{ content: string; isError?: true }> {
+        try {
+          return { content: redact(await run()) };
+        } catch (err) {
+          if (err instanceof TroupeError && err.code === 'bad_request') return { content: redact(err.message), isError: true };
+          throw err;
+        }
+      }
     },
   };
+}
+
+const STEP_RESULT_MARK = 'Troupe-Result: ';
+
+/** The result a committed step recorded in its snapshot's message. */
+async function stepResult(ws: Workspace, sha: string): Promise<{ content: string; isError?: true }> {
+  const log = await git(['log', '-1', '--format=%B', sha], { cwd: ws.root });
+  const line = log.stdout.split('\n').find((l) => l.startsWith(STEP_RESULT_MARK));
+  if (!line) return { content: 'the step had already completed (its result was not recorded)' };
+  try {
+    return JSON.parse(line.slice(STEP_RESULT_MARK.length)) as { content: string; isError?: true };
+  } catch {
+    return { content: 'the step had already completed (its recorded result was cut short)' };
+  }
 }
 
 export type Activities = ReturnType<typeof createActivities>;

@@ -1,6 +1,6 @@
 import express, { type Request, type Response } from 'express';
 import { TroupeError } from '../core/errors';
-import { CreateSessionBody, EventsQuery, ListSessionsQuery, SendMessageBody } from '../core/schemas';
+import { CreateSessionBody, EventsQuery, ListSessionsQuery, RollbackBody, SendMessageBody } from '../core/schemas';
 import type { Db } from '../lib/db/client';
 import type { Logger } from '../lib/logger';
 import type { SessionService } from '../service/sessions';
@@ -8,6 +8,8 @@ import type { AgentService } from '../service/agents';
 import { agentsRouter } from './agents';
 import { blackboardRouter } from './blackboard';
 import { tasksRouter } from './tasks';
+import { approvalsRouter } from './approvals';
+import type { ApprovalService } from '../service/approvals';
 import { createTaskService } from '../service/tasks';
 import { requireToken } from './auth';
 import { errorMiddleware, notFoundRoute, parseOr400 } from './errors';
@@ -18,7 +20,7 @@ export type Readiness = () => Promise<Record<string, { ok: boolean; error?: stri
 const SSE_KEEPALIVE_MS = 15_000;
 
 /** Builds the Express app (no listening here, so tests can mount it on any port). */
-export function buildApp(deps: { sessions: SessionService; agents: AgentService; db: Db; apiTokens: readonly string[]; logger: Logger; readiness: Readiness }) {
+export function buildApp(deps: { sessions: SessionService; agents: AgentService; approvals: ApprovalService; db: Db; apiTokens: readonly string[]; logger: Logger; readiness: Readiness }) {
   const { sessions, logger } = deps;
   const app = express();
   app.disable('x-powered-by');
@@ -53,6 +55,7 @@ export function buildApp(deps: { sessions: SessionService; agents: AgentService;
   v1.use(agentsRouter(deps.agents));
   v1.use(blackboardRouter({ db: deps.db }));
   v1.use(tasksRouter(createTaskService(deps.db)));
+  v1.use(approvalsRouter(deps.approvals));
 
   const sessionId = (req: Request) => String(req.params.id);
 
@@ -75,6 +78,10 @@ export function buildApp(deps: { sessions: SessionService; agents: AgentService;
   });
   v1.post('/sessions/:id/close', async (req, res) => {
     res.status(202).json(await sessions.close(sessionId(req)));
+  });
+  v1.post('/sessions/:id/rollback', async (req, res) => {
+    const body = parseOr400(RollbackBody, req.body, 'body');
+    res.json(await sessions.rollback(sessionId(req), body.snapshot));
   });
   v1.get('/sessions/:id/events', async (req, res) => {
     await streamEvents(req, res);

@@ -7,6 +7,7 @@ import { configureTraceRedaction, TraceNotifier } from '../lib/db/trace';
 import { createLogger } from '../lib/logger';
 import { createAgentService, ensureBuiltinAgents } from '../service/agents';
 import { createSessionService } from '../service/sessions';
+import { createApprovalService } from '../service/approvals';
 import { buildApp } from './app';
 import { createReadiness } from './readiness';
 
@@ -28,10 +29,19 @@ async function main() {
   const temporal = new Client({ connection, namespace: config.temporalNamespace });
   const notifier = new TraceNotifier(config.databaseUrl, { onError: (err) => logger.warn({ err }, 'trace listener error') });
   await notifier.start();
-  const sessions = createSessionService({ db, temporal, taskQueue: config.taskQueue, notifier, logger });
+  const sessions = createSessionService({
+    db,
+    temporal,
+    taskQueue: config.taskQueue,
+    notifier,
+    logger,
+    repoRoots: config.repoRoots,
+    approvalTimeoutMs: config.approvalTimeoutMs,
+  });
   const app = buildApp({
     sessions,
     agents: createAgentService(db),
+    approvals: createApprovalService({ db, temporal, logger }),
     db,
     apiTokens: config.apiTokens,
     logger,

@@ -89,6 +89,8 @@ export type TaskState = {
   output: string | null;
   /** A failure the planner has already been told about. */
   replanned: boolean;
+  /** Approvals the task's run is waiting for (the task is `blocked` while there are any). */
+  waitingApprovals?: number;
 };
 
 export type Phase = 'planning' | 'executing' | 'synthesizing' | 'awaiting_input';
@@ -145,12 +147,15 @@ export type OrchestratorResult =
   | { kind: 'task_finished'; taskId: string; outcome: TaskOutcome }
   | { kind: 'task_timed_out'; taskId: string }
   | { kind: 'tick' }
+  | { kind: 'task_approval'; taskId: string; approvalId: string; pending: boolean }
   | { kind: 'user_message'; content: string }
   | { kind: 'closed' }
   | { kind: 'idle_timeout' }
   | { kind: 'cancelled' };
 
 export const TERMINAL_TASK: readonly TaskStatus[] = ['done', 'failed', 'cancelled'];
+/** A task whose run is in flight: running, or blocked while its run waits for a person's approval. */
+export const isActiveTask = (t: Pick<TaskState, 'status'>) => t.status === 'running' || t.status === 'blocked';
 const isTerminalTask = (t: TaskState) => TERMINAL_TASK.includes(t.status);
 
 // ---------------------------------------------------------------- routing
@@ -297,7 +302,7 @@ export function nextStep(s: OrchestratorState, now: number): OrchestratorNode {
       return { kind: 'await_input' };
     case 'executing': {
       const tasks = roundTasks(s);
-      const running = tasks.filter((t) => t.status === 'running');
+      const running = tasks.filter(isActiveTask);
       const eligible = tasks.filter((t) => t.status === 'pending' && depsDone(s, t));
       const ready = eligible.filter((t) => (t.notBefore ?? 0) <= now);
       const slots = s.limits.maxParallelTasks - running.length;
@@ -408,7 +413,7 @@ function settle(acc: Acc) {
   const s = acc.s;
   if (s.phase !== 'executing') return;
   const tasks = roundTasks(s);
-  const progressable = tasks.some((t) => t.status === 'running' || (t.status === 'pending' && depsDone(s, t)));
+  const progressable = tasks.some((t) => isActiveTask(t) || (t.status === 'pending' && depsDone(s, t)));
   if (progressable) return;
   // Pending tasks that wait on a failed or cancelled task can never run: they are superseded, not failed.
   for (const t of tasks) {
@@ -562,7 +567,7 @@ function acceptPlanResponse(acc: Acc, response: ModelResponse) {
 function taskFinished(acc: Acc, taskId: string, outcome: TaskOutcome) {
   const t = byId(acc.s, taskId);
   acc.s = { ...acc.s, usage: addUsage(acc.s.usage, outcome.usage) };
-  if (!t || t.status !== 'running') return; // a late result of a task that already timed out or was cancelled
+  if (!t || !isActiveTask(t)) return; // a late result of a task that already timed out or was cancelled
   switch (outcome.kind) {
     case 'done': {
       const u = updateTask(acc, taskId, { status: 'done', statusReason: null, output: outcome.output, deadlineAt: null });
@@ -668,11 +673,12 @@ export function reduceOrchestrator(state: OrchestratorState, result: Orchestrato
       break;
     case 'task_finished':
       taskFinished(acc, result.taskId, result.outcome);
+      if (acc.s.statusReason === 'awaiting_approval' && !acc.s.tasks.some((x) => x.status === 'blocked')) setStatus(acc, 'running', null);
       settle(acc);
       break;
     case 'task_timed_out': {
       const t = byId(acc.s, result.taskId);
-      if (t && t.status === 'running') {
+      if (t && isActiveTask(t)) {
         const agent = agentOf(acc.s, t.agentId);
         const limitS = Math.round((agent?.timeoutSeconds ? agent.timeoutSeconds * 1000 : acc.s.limits.defaultTaskTimeoutMs) / 1000);
         const reason = `timeout: no result within ${limitS}s`;
@@ -685,6 +691,18 @@ export function reduceOrchestrator(state: OrchestratorState, result: Orchestrato
     case 'tick':
       settle(acc);
       break;
+    case 'task_approval': {
+      const t = byId(acc.s, result.taskId);
+      if (!t || !isActiveTask(t)) break;
+      const waiting = Math.max(0, (t.waitingApprovals ?? 0) + (result.pending ? 1 : -1));
+      const u = updateTask(acc, t.id, { waitingApprovals: waiting, status: waiting > 0 ? 'blocked' : 'running', statusReason: waiting > 0 ? 'awaiting_approval' : null });
+      if (u.status !== t.status) taskEvent(acc, u.status === 'blocked' ? 'task.blocked' : 'task.resumed', u, { approvalId: result.approvalId });
+      const anyWaiting = acc.s.tasks.some((x) => x.status === 'blocked');
+      if (acc.s.status === 'running' || acc.s.statusReason === 'awaiting_approval') {
+        setStatus(acc, anyWaiting ? 'blocked' : 'running', anyWaiting ? 'awaiting_approval' : null);
+      }
+      break;
+    }
     case 'user_message': {
       const round = acc.s.round + 1;
       const root = rootTask(acc.s.sessionId, round, result.content, acc.s.planner);

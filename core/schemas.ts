@@ -150,6 +150,9 @@ export const Session = z.object({
   goal: z.string(),
   agentId: z.string(),
   project: z.string().nullable(),
+  /** Real path of the session's repository, and its worktree once made. */
+  repo: z.string().nullable(),
+  workspace: z.object({ root: z.string(), branch: z.string(), baseSha: z.string() }).nullable(),
   status: SessionStatus,
   /** Why the session is blocked, failed or done (e.g. `awaiting_input`, `idle_timeout`, `closed`). */
   statusReason: z.string().nullable(),
@@ -171,6 +174,8 @@ export const CreateSessionBody = z
   .object({
     goal: z.string().trim().min(1, 'goal must not be empty').max(MAX_CONTENT),
     agent: z.string().min(1).max(63).optional(),
+    /** A local git repository the session works on, in its own worktree and branch (the checkout is not touched). */
+    repo: z.string().min(1).max(4096).optional(),
     /** The project this session works for: the scope of `project` memory on the blackboard. */
     project: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._/-]{0,199}$/, 'letters, digits, ".", "_", "/" and "-"').optional(),
     metadata: z
@@ -251,3 +256,41 @@ export const TaskNode: z.ZodType<TaskNode> = TaskView.extend({
 });
 
 export const TaskTree = z.object({ data: z.array(TaskNode) });
+
+// ---- Approvals ----
+
+export const APPROVAL_STATUSES = ['pending', 'approved', 'denied', 'expired', 'cancelled'] as const;
+export const ApprovalStatus = z.enum(APPROVAL_STATUSES);
+export type ApprovalStatus = z.infer<typeof ApprovalStatus>;
+
+export const ApprovalView = z.object({
+  id: z.string(),
+  sessionId: z.string(),
+  taskId: z.string().nullable(),
+  agentId: z.string(),
+  tool: z.string(),
+  input: z.unknown(),
+  /** The guardrail decision that asked: effect, stage, rule, reason, risk score and reasons. */
+  decision: z.unknown(),
+  status: ApprovalStatus,
+  decidedBy: z.string().nullable(),
+  reason: z.string().nullable(),
+  expiresAt: z.string(),
+  createdAt: z.string(),
+  decidedAt: z.string().nullable(),
+});
+export type ApprovalView = z.infer<typeof ApprovalView>;
+
+export const DecideApprovalBody = z
+  .object({
+    decision: z.enum(['approve', 'deny']),
+    reason: z.string().trim().max(2000).optional(),
+    /** Who decides (shown in the trace and on the approval); defaults to "api". */
+    by: z.string().trim().min(1).max(200).optional(),
+  })
+  .strict();
+export type DecideApprovalBody = z.infer<typeof DecideApprovalBody>;
+
+export const ListApprovalsQuery = z.object({ status: ApprovalStatus.optional() }).strict();
+
+export const RollbackBody = z.object({ snapshot: z.string().regex(/^[0-9a-f]{7,64}$/, 'a commit sha of one of the session\'s snapshots') }).strict();

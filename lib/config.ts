@@ -1,3 +1,4 @@
+import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
 
 /** Every environment variable Troupe reads, parsed once with zod. Bad values fail at start-up with the variable's name. */
@@ -18,6 +19,18 @@ const Env = z.object({
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   /** Extra secrets (comma-separated) redacted verbatim from every trace payload, besides the keys and tokens above. */
   TROUPE_SECRETS: z.string().optional(),
+  /** run_command's sandbox (lib/sandbox.ts): bubblewrap when it works, else commands refused; or required; or explicitly none. */
+  TROUPE_SANDBOX: z.enum(['auto', 'bubblewrap', 'unsandboxed']).default('auto'),
+  /** The guardrail policy (YAML or JSON); default policies/default.yaml. */
+  TROUPE_POLICY_FILE: z.string().min(1).optional(),
+  /** Where session worktrees live; default <project>/.data/workspaces. */
+  TROUPE_WORKSPACES_DIR: z.string().min(1).optional(),
+  /** How long a person has to decide a guardrail `ask` before it expires (a denial). */
+  TROUPE_APPROVAL_TIMEOUT_SECONDS: z.coerce.number().int().min(1).max(30 * 24 * 3600).default(3600),
+  /** How long a session's worktree stays after the session ended (its branch and snapshots stay for good). */
+  TROUPE_WORKSPACE_RETENTION_HOURS: z.coerce.number().min(0).max(24 * 365).default(24),
+  /** Repositories a session may name must be inside one of these folders (comma-separated); unset: any path. */
+  TROUPE_REPO_ROOTS: z.string().optional(),
 });
 
 export type Config = {
@@ -38,6 +51,15 @@ export type Config = {
    * Anthropic key and the API tokens. (Passwords inside URLs, such as DATABASE_URL's, are caught by pattern.)
    */
   secrets: string[];
+  /** TROUPE_SANDBOX: how run_command sandboxes commands (lib/sandbox.ts resolveSandbox). */
+  sandbox: 'auto' | 'bubblewrap' | 'unsandboxed';
+  /** TROUPE_POLICY_FILE (unset: the shipped policies/default.yaml). */
+  policyFile?: string;
+  workspacesDir: string;
+  approvalTimeoutMs: number;
+  workspaceRetentionMs: number;
+  /** TROUPE_REPO_ROOTS; empty means any path. */
+  repoRoots: string[];
 };
 
 function splitList(value: string | undefined): string[] {
@@ -69,5 +91,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     ...(e.TROUPE_AGENTS_DIR ? { agentsDir: e.TROUPE_AGENTS_DIR } : {}),
     logLevel: e.LOG_LEVEL,
     secrets: [...new Set(secrets.filter((s): s is string => s !== undefined && s.length > 0))],
+    sandbox: e.TROUPE_SANDBOX,
+    ...(e.TROUPE_POLICY_FILE ? { policyFile: e.TROUPE_POLICY_FILE } : {}),
+    workspacesDir: e.TROUPE_WORKSPACES_DIR ?? fileURLToPath(new URL('../.data/workspaces', import.meta.url)),
+    approvalTimeoutMs: e.TROUPE_APPROVAL_TIMEOUT_SECONDS * 1000,
+    workspaceRetentionMs: e.TROUPE_WORKSPACE_RETENTION_HOURS * 3600 * 1000,
+    repoRoots: splitList(e.TROUPE_REPO_ROOTS),
   };
 }

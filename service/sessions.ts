@@ -3,14 +3,17 @@
  * MCP, A2A, ACP and the CLI later) goes through here; none talks to Temporal or Prisma itself.
  */
 import { randomUUID } from 'node:crypto';
-import { WorkflowNotFoundError, type Client } from '@temporalio/client';
+import { realpath } from 'node:fs/promises';
+import path from 'node:path';
+import { openRepository } from '../lib/workspace';
+import { ActivityFailure, ApplicationFailure, WorkflowNotFoundError, WorkflowUpdateFailedError, type Client } from '@temporalio/client';
 import { TroupeError } from '../core/errors';
 import { isTerminal, type CreateSessionBody, type ListSessionsQuery, type Session, type SessionStatus, type TraceEvent } from '../core/schemas';
 import type { SessionLimits } from '../core/session';
 import type { Db } from '../lib/db/client';
 import { listTraceEvents, type TraceNotifier } from '../lib/db/trace';
 import type { Logger } from '../lib/logger';
-import { closeSignal, userMessageSignal } from '../workflows/messages';
+import { closeSignal, rollbackUpdate, userMessageSignal } from '../workflows/messages';
 import type { OrchestratedSessionInput, SessionWorkflowInput } from '../workflows';
 import type { OrchestratorLimits } from '../core/orchestrator';
 import { agentCatalogue, DEFAULT_AGENT_ID, getAgent } from './agents';
@@ -26,6 +29,8 @@ export function toSessionView(row: SessionRow): Session {
     goal: row.goal,
     agentId: row.agentId,
     project: row.project,
+    repo: row.repo,
+    workspace: row.workspace ? (({ root, branch, baseSha }) => ({ root, branch, baseSha }))(row.workspace as { root: string; branch: string; baseSha: string }) : null,
     status: row.status as SessionStatus,
     statusReason: row.statusReason,
     finalAnswer: row.finalAnswer,
@@ -50,6 +55,10 @@ export type SessionServiceDeps = {
   orchestratorLimits?: Partial<OrchestratorLimits>;
   /** How long cancel waits for the workflow to acknowledge before answering. */
   cancelWaitMs?: number;
+  /** TROUPE_REPO_ROOTS: a session's repository must be inside one of these (empty: anywhere). */
+  repoRoots?: readonly string[];
+  /** How long a guardrail `ask` waits for a person (default: the workflows' one hour). */
+  approvalTimeoutMs?: number;
 };
 
 const PAGE_BATCH = 500;
@@ -66,6 +75,25 @@ function decodeCursor(cursor: string): { createdAt: Date; id: string } {
   } catch {
     throw new TroupeError('bad_request', 'invalid cursor', [{ path: 'cursor', message: 'not a cursor returned by this API' }]);
   }
+}
+
+/** The repository a session names: an existing git repository with a commit, inside the allowed roots (by real path). */
+async function checkRepo(repo: string, roots: readonly string[]): Promise<string> {
+  let found;
+  try {
+    found = await openRepository(repo);
+  } catch (err) {
+    const message = err instanceof Error ? err.message : String(err);
+    throw new TroupeError('bad_request', `repo: ${message}`, [{ path: 'repo', message }]);
+  }
+  if (roots.length > 0) {
+    const allowed = await Promise.all(roots.map((r) => realpath(r).catch(() => null)));
+    const inside = allowed.some((r) => r !== null && (found.root === r || found.root.startsWith(r + path.sep)));
+    if (!inside) {
+      throw new TroupeError('bad_request', `repo: ${found.root} is outside the allowed repository roots`, [{ path: 'repo', message: 'outside TROUPE_REPO_ROOTS' }]);
+    }
+  }
+  return found.root;
 }
 
 export function createSessionService(deps: SessionServiceDeps) {
@@ -110,6 +138,7 @@ export function createSessionService(deps: SessionServiceDeps) {
           { path: body.routes ? 'routes' : 'maxParallelTasks', message: `agent "${agentId}" has role "${agent.role}", not "${PLANNER_ROLE}"` },
         ]);
       }
+      const repo = body.repo !== undefined ? await checkRepo(body.repo, deps.repoRoots ?? []) : undefined;
       const id = `ses_${randomUUID().replaceAll('-', '')}`;
       const metadata = body.metadata ?? {};
       const project = body.project ?? null;
@@ -130,12 +159,29 @@ export function createSessionService(deps: SessionServiceDeps) {
           planner: agent,
           agents,
           ...(body.routes ? { routes: body.routes } : {}),
-          limits: { ...deps.orchestratorLimits, ...idle, ...(body.maxParallelTasks ? { maxParallelTasks: body.maxParallelTasks } : {}) },
+          limits: {
+            ...deps.orchestratorLimits,
+            ...idle,
+            ...(body.maxParallelTasks ? { maxParallelTasks: body.maxParallelTasks } : {}),
+            // Tasks of a session with a repository share its worktree: one at a time, so no step sees another's half-done changes.
+            ...(repo ? { maxParallelTasks: 1 } : {}),
+          },
           metadata,
+          ...(repo ? { repo } : {}),
+          ...(deps.approvalTimeoutMs ? { approvalTimeoutMs: deps.approvalTimeoutMs } : {}),
         };
         start = { type: 'orchestratedSessionWorkflow', args: [input] };
       } else {
-        const input: SessionWorkflowInput = { sessionId: id, goal: body.goal, agent, metadata, project, limits: { ...deps.limits, ...idle } };
+        const input: SessionWorkflowInput = {
+          sessionId: id,
+          goal: body.goal,
+          agent,
+          metadata,
+          project,
+          limits: { ...deps.limits, ...idle },
+          ...(repo ? { repo } : {}),
+          ...(deps.approvalTimeoutMs ? { approvalTimeoutMs: deps.approvalTimeoutMs } : {}),
+        };
         start = { type: 'sessionWorkflow', args: [input] };
       }
       // The workflow starts first and its first checkpoint creates the session row if it is missing, so a crash
@@ -152,7 +198,7 @@ export function createSessionService(deps: SessionServiceDeps) {
         throw new TroupeError('unavailable', 'could not start the session: Temporal is unavailable');
       }
       await db.session.createMany({
-        data: [{ id, goal: body.goal, agentId, agentSnapshot: agent, status: 'pending', metadata: metadata as object, project }],
+        data: [{ id, goal: body.goal, agentId, agentSnapshot: agent, status: 'pending', metadata: metadata as object, project, repo: repo ?? null }],
         skipDuplicates: true,
       });
       logger.info({ sessionId: id, agent: agentId }, 'session started');
@@ -191,6 +237,23 @@ export function createSessionService(deps: SessionServiceDeps) {
       await loadActive(id, 'close the session');
       await onWorkflow(id, 'close the session', () => temporal.workflow.getHandle(id).signal(closeSignal));
       return toSessionView(await load(id));
+    },
+
+    /** Restores the session's worktree to one of its snapshots (only while the session waits for input). */
+    async rollback(id: string, snapshot: string, by = 'api'): Promise<{ sha: string }> {
+      await loadActive(id, 'roll back');
+      try {
+        return await onWorkflow(id, 'roll back', () => temporal.workflow.getHandle(id).executeUpdate(rollbackUpdate, { args: [{ snapshot, by }] }));
+      } catch (err) {
+        if (err instanceof WorkflowUpdateFailedError) {
+          let cause: unknown = err.cause;
+          while (cause instanceof ActivityFailure) cause = cause.cause;
+          if (cause instanceof ApplicationFailure && (cause.type === 'conflict' || cause.type === 'bad_request')) {
+            throw new TroupeError(cause.type, `cannot roll back session ${id}: ${cause.message}`, cause.type === 'bad_request' ? [{ path: 'snapshot', message: cause.message }] : undefined);
+          }
+        }
+        throw err;
+      }
     },
 
     /** Requests cancellation and waits briefly for the workflow to record it, so the answer usually says `cancelled`. */

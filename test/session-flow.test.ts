@@ -33,6 +33,7 @@ describe('a session over HTTP', () => {
       'message.assistant',
       'tool.called',
       'workflow.node.enter', // tool_calls
+      'guardrail.decision', // allowed: the policy's decision is traced for every call
       'blackboard.written',
       'workflow.node.exit',
       'tool.result',
@@ -48,8 +49,8 @@ describe('a session over HTTP', () => {
     expect(first.every((m) => m.event === m.data.type && m.data.sessionId === id)).toBe(true);
     expect(first[2]!.data.payload).toEqual({ kind: 'model_call', call: 1 });
     expect(first[7]!.data.payload).toMatchObject({ name: 'blackboard_write', input: { key: 'goal', value: 'remember this', kind: 'fact' } });
-    expect(first[11]!.data.payload).toMatchObject({ content: 'saved fact "goal"', isError: false });
-    expect(first[16]!.data.payload).toMatchObject({ content: [{ type: 'text', text: 'Done: remember the plan' }], stopReason: 'end_turn' });
+    expect(first[12]!.data.payload).toMatchObject({ content: 'saved fact "goal"', isError: false });
+    expect(first[17]!.data.payload).toMatchObject({ content: [{ type: 'text', text: 'Done: remember the plan' }], stopReason: 'end_turn' });
 
     const waiting = await stack.waitForStatus(id, (s) => s.status === 'blocked');
     expect(waiting).toMatchObject({ status: 'blocked', statusReason: 'awaiting_input', finalAnswer: 'Done: remember the plan' });

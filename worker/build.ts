@@ -6,6 +6,8 @@ import { createAnthropicProvider } from '../activities/models/anthropic';
 import { createModelResolver } from '../activities/models/registry';
 import { createScriptedProvider } from '../activities/models/scripted';
 import { createToolRegistry } from '../activities/tools';
+import { loadPolicy } from '../lib/policy-files';
+import { resolveSandbox, runCommand } from '../lib/sandbox';
 import type { Config } from '../lib/config';
 import type { Db } from '../lib/db/client';
 import { configureTraceRedaction } from '../lib/db/trace';
@@ -62,7 +64,18 @@ export async function createTroupeWorker(opts: {
     defaultModel: defaultModelFor(config),
     ...(anthropic ? {} : { defaultByRole: OFFLINE_BY_ROLE }),
   });
-  const activities = createActivities({ db: opts.db, resolveModel, tools: createToolRegistry(), logger });
+  const sandbox = await resolveSandbox({ mode: config.sandbox }, logger);
+  const activities = createActivities({
+    db: opts.db,
+    resolveModel,
+    tools: createToolRegistry(),
+    logger,
+    policy: loadPolicy(config.policyFile),
+    workspacesDir: config.workspacesDir,
+    secrets: config.secrets,
+    // Commands never get the network: the sandbox shares none (policy cannot widen it yet).
+    runCommand: (o) => runCommand({ ...o, sandbox, network: false }),
+  });
   return Worker.create({
     connection: opts.connection,
     namespace: config.temporalNamespace,

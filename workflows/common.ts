@@ -1,7 +1,7 @@
 /** Activity proxies and node runners shared by the session, orchestrated-session and task workflows. */
 import { ActivityFailure, ApplicationFailure, isCancellation, proxyActivities, proxyLocalActivities } from '@temporalio/workflow';
-import type { CallModelInput, createActivities, RunToolInput } from '../activities';
-import type { ModelResponse, ToolResultBlock } from '../core/model';
+import type { CallModelInput, createActivities, RunToolInput, RunToolResult } from '../activities';
+import type { ModelResponse } from '../core/model';
 
 type Activities = ReturnType<typeof createActivities>;
 
@@ -50,7 +50,7 @@ export async function callModelNode(
 }
 
 /** One tool call; a tool that keeps failing is reported to the model, which can choose another way. */
-export async function runToolNode(input: RunToolInput): Promise<ToolResultBlock> {
+export async function runToolNode(input: RunToolInput): Promise<RunToolResult> {
   try {
     return await tool.runTool(input);
   } catch (err) {

@@ -20,6 +20,7 @@ import {
 import {
   describeNode,
   initialOrchestratorState,
+  isActiveTask,
   nextStep,
   orchestratorSnapshotOf,
   orchestratorStartEvents,
@@ -36,8 +37,9 @@ import {
 import { SUBMIT_PLAN_TOOL } from '../core/plan';
 import type { VersionedAgent } from '../core/schemas';
 import type { EventDraft } from '../core/session';
-import { callModelNode, store } from './common';
-import { closeSignal, sessionViewQuery, userMessageSignal } from './messages';
+import type { Workspace } from '../lib/workspace';
+import { callModelNode, store, tool } from './common';
+import { closeSignal, sessionViewQuery, taskApprovalSignal, userMessageSignal } from './messages';
 import type { SessionOutcome } from './session';
 import { taskWorkflow, taskWorkflowId } from './task';
 
@@ -51,8 +53,11 @@ export type OrchestratedSessionInput = {
   routes?: RouteRule[];
   limits?: Partial<OrchestratorLimits>;
   metadata?: Record<string, unknown>;
+  /** Real path of the repository the session works on; its tasks share the session's worktree, one at a time. */
+  repo?: string;
+  approvalTimeoutMs?: number;
   /** Set only by continue-as-new. */
-  carried?: { state: OrchestratorState; inbox: string[]; closeRequested: boolean };
+  carried?: { state: OrchestratorState; inbox: string[]; closeRequested: boolean; workspace?: Workspace };
 };
 
 type RunningTask = { scope: CancellationScope; result: Promise<OrchestratorResult> };
@@ -63,6 +68,12 @@ export async function orchestratedSessionWorkflow(input: OrchestratedSessionInpu
   let closeRequested = input.carried?.closeRequested ?? false;
   let pending: EventDraft[] = input.carried ? [] : orchestratorStartEvents(state);
   const running = new Map<string, RunningTask>();
+  let workspace: Workspace | undefined = input.carried?.workspace;
+  /** Approval notices from task runs, in arrival order. */
+  const approvalNotices: { taskId: string; approvalId: string; pending: boolean }[] = [];
+  setHandler(taskApprovalSignal, (notice) => {
+    approvalNotices.push(notice);
+  });
   /** The task objects as last written to Postgres (state is immutable, so identity tells what changed). */
   const mirrored = new Map<string, TaskState>(input.carried ? state.tasks.map((t) => [t.id, t]) : []);
 
@@ -115,6 +126,8 @@ export async function orchestratedSessionWorkflow(input: OrchestratedSessionInpu
               handoffTargets: spec.handoffTargets,
               maxModelCalls: spec.maxModelCalls,
               project: state.project,
+              ...(workspace ? { workspace } : {}),
+              ...(input.approvalTimeoutMs ? { approvalTimeoutMs: input.approvalTimeoutMs } : {}),
             },
           ],
           memo: { taskId: spec.taskId, agent: spec.agent.id },
@@ -139,6 +152,8 @@ export async function orchestratedSessionWorkflow(input: OrchestratedSessionInpu
   }
 
   async function awaitTasks(wakeAt: number | null): Promise<OrchestratorResult> {
+    const notice = approvalNotices.shift();
+    if (notice) return { kind: 'task_approval', ...notice };
     const entries = [...running.entries()];
     const first = Promise.race(
       entries.map(([id, r]) => {
@@ -151,8 +166,16 @@ export async function orchestratedSessionWorkflow(input: OrchestratedSessionInpu
     const timer =
       wakeAt === null ? new Promise<null>(() => undefined) : timerScope.run(() => sleep(Math.max(1, wakeAt - Date.now()))).then(() => null);
     timer.catch(() => undefined); // once the race is decided, cancelling the timer must not be an unhandled rejection
+    const noticeScope = new CancellationScope();
+    const noticed = noticeScope.run(() => condition(() => approvalNotices.length > 0)).then(() => null);
+    noticed.catch(() => undefined);
     // A session cancel rejects the race (through a child or the timer): it propagates to the caller.
-    const winner = await Promise.race([first, timer]);
+    const winner = await Promise.race([first, timer, noticed]);
+    noticeScope.cancel();
+    if (winner === null && approvalNotices.length > 0) {
+      timerScope.cancel();
+      return { kind: 'task_approval', ...approvalNotices.shift()! };
+    }
     if (winner !== null) {
       timerScope.cancel();
       const entry = running.get(winner)!;
@@ -161,7 +184,7 @@ export async function orchestratedSessionWorkflow(input: OrchestratedSessionInpu
     }
     // The timer fired: a running task passed its deadline, or a retry's backoff is over.
     const now = Date.now();
-    const late = state.tasks.find((t) => t.status === 'running' && t.deadlineAt !== null && t.deadlineAt <= now && running.has(t.id));
+    const late = state.tasks.find((t) => isActiveTask(t) && t.deadlineAt !== null && t.deadlineAt <= now && running.has(t.id));
     if (!late) return { kind: 'tick' };
     const entry = running.get(late.id)!;
     running.delete(late.id);
@@ -173,7 +196,8 @@ export async function orchestratedSessionWorkflow(input: OrchestratedSessionInpu
   /** Children whose task is no longer running (session failed, cancelled) are cancelled and awaited. */
   async function cancelStaleChildren(): Promise<void> {
     for (const [id, entry] of [...running.entries()]) {
-      if (state.tasks.find((t) => t.id === id)?.status === 'running') continue;
+      const task = state.tasks.find((t) => t.id === id);
+      if (task && isActiveTask(task)) continue;
       running.delete(id);
       entry.scope.cancel();
       await entry.result.catch(() => undefined);
@@ -213,6 +237,12 @@ export async function orchestratedSessionWorkflow(input: OrchestratedSessionInpu
   }
 
   try {
+    if (input.repo && !workspace) {
+      await checkpoint(pending);
+      pending = [];
+      workspace = await tool.prepareWorkspace({ sessionId: state.sessionId, repo: input.repo, workspaceId: state.sessionId });
+      pending = [{ actor: 'workspace', type: 'workspace.ready', payload: { root: workspace.root, branch: workspace.branch, baseSha: workspace.baseSha } }];
+    }
     while (!state.done) {
       const info = workflowInfo();
       if (running.size === 0 && (info.continueAsNewSuggested || info.historyLength >= state.limits.maxHistoryEvents)) {
@@ -220,7 +250,7 @@ export async function orchestratedSessionWorkflow(input: OrchestratedSessionInpu
         pending = [];
         await condition(allHandlersFinished);
         log.info('continuing as new', { sessionId: state.sessionId, historyLength: info.historyLength });
-        return await continueAsNew<typeof orchestratedSessionWorkflow>({ ...input, carried: { state, inbox, closeRequested } });
+        return await continueAsNew<typeof orchestratedSessionWorkflow>({ ...input, carried: { state, inbox, closeRequested, ...(workspace ? { workspace } : {}) } });
       }
       const node = nextStep(state, Date.now());
       await checkpoint([...pending, { actor: 'orchestrator', type: 'workflow.node.enter', payload: describeNode(node) }]);

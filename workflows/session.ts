@@ -26,8 +26,12 @@ import {
   type SessionLimits,
   type SessionState,
 } from '../core/session';
-import { callModelNode, runToolNode, store } from './common';
-import { closeSignal, sessionViewQuery, userMessageSignal } from './messages';
+import { DEFAULT_APPROVAL_TIMEOUT_MS } from '../core/approval';
+import type { Workspace } from '../lib/workspace';
+import { ApprovalGate } from './approvals';
+import { callModelNode, store, tool } from './common';
+import { runToolCalls } from './tool-calls';
+import { closeSignal, rollbackUpdate, sessionViewQuery, userMessageSignal } from './messages';
 
 export type SessionWorkflowInput = {
   sessionId: string;
@@ -39,7 +43,11 @@ export type SessionWorkflowInput = {
   /** The session's project (scope of `project` memory on the blackboard). */
   project?: string | null;
   /** Set only by continue-as-new. */
-  carried?: { state: SessionState; inbox: string[]; closeRequested: boolean };
+  /** Real path of the repository the session works on, in its own worktree. */
+  repo?: string;
+  /** How long a guardrail `ask` waits for a person before it expires (a denial). */
+  approvalTimeoutMs?: number;
+  carried?: { state: SessionState; inbox: string[]; closeRequested: boolean; workspace?: Workspace; rollbacks?: number };
 };
 
 export type SessionOutcome = { status: SessionState['status']; reason: string | null; finalAnswer: string | null };
@@ -49,6 +57,24 @@ export async function sessionWorkflow(input: SessionWorkflowInput): Promise<Sess
   const inbox: string[] = input.carried?.inbox ?? [];
   let closeRequested = input.carried?.closeRequested ?? false;
   let pending: EventDraft[] = input.carried ? [] : startEvents(state);
+  let workspace: Workspace | undefined = input.carried?.workspace;
+  let rollbacks = input.carried?.rollbacks ?? 0;
+  let waitingApprovals = 0;
+  const gate = new ApprovalGate();
+
+  setHandler(
+    rollbackUpdate,
+    async ({ snapshot, by }) => {
+      rollbacks += 1;
+      return tool.restoreWorkspace({ sessionId: state.sessionId, workspace: workspace!, sha: snapshot, by, key: `rollback${rollbacks}:${snapshot}` });
+    },
+    {
+      validator: (_request: { snapshot: string; by: string }) => {
+        if (!workspace) throw ApplicationFailure.nonRetryable('the session has no repository', 'conflict');
+        if (state.statusReason !== 'awaiting_input') throw ApplicationFailure.nonRetryable('a rollback is only possible while the session waits for input', 'conflict');
+      },
+    },
+  );
 
   setHandler(userMessageSignal, ({ content }) => {
     inbox.push(content);
@@ -92,11 +118,19 @@ export async function sessionWorkflow(input: SessionWorkflowInput): Promise<Sess
           project: input.project ?? null,
         });
       case 'tool_calls': {
-        const results = await Promise.all(
-          node.calls.map((call) =>
-            runToolNode({ sessionId: state.sessionId, step: state.checkpoints, agent: state.agent, call, project: input.project ?? null }),
-          ),
-        );
+        const results = await runToolCalls(node.calls, {
+          base: { sessionId: state.sessionId, step: state.checkpoints, agent: state.agent, project: input.project ?? null, ...(workspace ? { workspace } : {}) },
+          gate,
+          approvalTimeoutMs: input.approvalTimeoutMs ?? DEFAULT_APPROVAL_TIMEOUT_MS,
+          onWaiting: async (_approvalId, waiting) => {
+            waitingApprovals += waiting ? 1 : -1;
+            const [status, reason] = waitingApprovals > 0 ? (['blocked', 'awaiting_approval'] as const) : (['running', null] as const);
+            if (state.status === status && state.statusReason === reason) return;
+            const event = { actor: 'orchestrator', type: 'state.mutated', payload: { status: { from: state.status, to: status }, statusReason: { from: state.statusReason, to: reason } } };
+            state = { ...state, status, statusReason: reason };
+            await checkpoint([event]);
+          },
+        });
         return { kind: 'tool_results', results };
       }
       case 'await_input': {
@@ -111,6 +145,13 @@ export async function sessionWorkflow(input: SessionWorkflowInput): Promise<Sess
   }
 
   try {
+    if (input.repo && !workspace) {
+      // The session row exists after the first checkpoint; then the worktree is made (idempotent) and recorded on it.
+      await checkpoint(pending);
+      pending = [];
+      workspace = await tool.prepareWorkspace({ sessionId: state.sessionId, repo: input.repo, workspaceId: state.sessionId });
+      pending = [{ actor: 'workspace', type: 'workspace.ready', payload: { root: workspace.root, branch: workspace.branch, baseSha: workspace.baseSha } }];
+    }
     while (!state.done) {
       const info = workflowInfo();
       if (info.continueAsNewSuggested || info.historyLength >= state.limits.maxHistoryEvents) {
@@ -118,7 +159,7 @@ export async function sessionWorkflow(input: SessionWorkflowInput): Promise<Sess
         pending = [];
         await condition(allHandlersFinished);
         log.info('continuing as new', { sessionId: state.sessionId, historyLength: info.historyLength });
-        return await continueAsNew<typeof sessionWorkflow>({ ...input, carried: { state, inbox, closeRequested } });
+        return await continueAsNew<typeof sessionWorkflow>({ ...input, carried: { state, inbox, closeRequested, ...(workspace ? { workspace } : {}), rollbacks } });
       }
       const node = next(state);
       await checkpoint([...pending, { actor: 'orchestrator', type: 'workflow.node.enter', payload: node }]);

@@ -3,13 +3,18 @@
  * agent loop). It returns an outcome (done, handoff or failed); what happens next is the orchestrator's decision.
  * Its trace events go to the session's trace, tagged with the task id.
  */
-import { CancellationScope, isCancellation, workflowInfo } from '@temporalio/workflow';
+import { CancellationScope, getExternalWorkflowHandle, isCancellation, workflowInfo } from '@temporalio/workflow';
+import { DEFAULT_APPROVAL_TIMEOUT_MS } from '../core/approval';
+import type { Workspace } from '../lib/workspace';
+import { ApprovalGate } from './approvals';
+import { taskApprovalSignal } from './messages';
+import { runToolCalls } from './tool-calls';
 import { checkHandoff, initialAgentLoop, nextAgentNode, reduceAgent, type AgentLoopState, type AgentNode, type AgentResult, type TaskOutcome } from '../core/agent-loop';
 import { HANDOFF_TOOL } from '../core/handoff';
 import type { ToolResultBlock } from '../core/model';
 import type { VersionedAgent } from '../core/schemas';
 import type { EventDraft } from '../core/session';
-import { callModelNode, runToolNode, store } from './common';
+import { callModelNode, store } from './common';
 
 export type TaskWorkflowInput = {
   sessionId: string;
@@ -21,6 +26,9 @@ export type TaskWorkflowInput = {
   handoffTargets: string[];
   maxModelCalls: number;
   project: string | null;
+  /** The session's worktree when it names a repository (tasks of such a session run one at a time). */
+  workspace?: Workspace;
+  approvalTimeoutMs?: number;
 };
 
 export function taskWorkflowId(taskId: string, run: number): string {
@@ -41,6 +49,9 @@ export async function taskWorkflow(input: TaskWorkflowInput): Promise<TaskOutcom
     { actor: `agent:${input.agent.id}`, type: 'message.task', payload: { taskId: input.taskId, attempt: input.attempt, agent: input.agent.id, version: input.agent.version, content: input.prompt } },
   ];
 
+  const gate = new ApprovalGate();
+  const parent = workflowInfo().parent;
+
   async function record(events: EventDraft[]): Promise<void> {
     checkpoints += 1;
     const { runId } = workflowInfo();
@@ -57,18 +68,29 @@ export async function taskWorkflow(input: TaskWorkflowInput): Promise<TaskOutcom
     if (node.kind === 'model_call') {
       return callModelNode({ ...common, messages: state.messages, taskAttempt: input.attempt, recordFrom: state.contextRecorded });
     }
-    const results = await Promise.all(
-      node.calls.map((call): Promise<ToolResultBlock> => {
-        if (call.name === HANDOFF_TOOL) {
-          // A valid handoff already ended the task in reduce; this one was refused. Tell the model why.
-          const checked = checkHandoff(state, call);
-          const content = checked.ok ? 'handoff accepted' : checked.error;
-          return Promise.resolve({ type: 'tool_result', toolUseId: call.id, content, isError: !checked.ok });
-        }
-        return runToolNode({ ...common, call });
-      }),
+    // A valid handoff already ended the task in reduce; a handoff still pending was refused: tell the model why.
+    const refused = new Map(
+      node.calls
+        .filter((c) => c.name === HANDOFF_TOOL)
+        .map((c): [string, ToolResultBlock] => {
+          const checked = checkHandoff(state, c);
+          return [c.id, { type: 'tool_result', toolUseId: c.id, content: checked.ok ? 'handoff accepted' : checked.error, isError: !checked.ok }];
+        }),
     );
-    return { kind: 'tool_results', results };
+    const ran = await runToolCalls(
+      node.calls.filter((c) => !refused.has(c.id)),
+      {
+        base: { ...common, ...(input.workspace ? { workspace: input.workspace } : {}) },
+        gate,
+        approvalTimeoutMs: input.approvalTimeoutMs ?? DEFAULT_APPROVAL_TIMEOUT_MS,
+        // The session shows the task (and itself) blocked while a person decides.
+        onWaiting: async (approvalId, waiting) => {
+          if (parent) await getExternalWorkflowHandle(parent.workflowId).signal(taskApprovalSignal, { taskId: input.taskId, approvalId, pending: waiting });
+        },
+      },
+    );
+    const byId = new Map(ran.map((r) => [r.toolUseId, r]));
+    return { kind: 'tool_results', results: node.calls.map((c) => refused.get(c.id) ?? byId.get(c.id)!) };
   }
 
   try {

@@ -6,6 +6,7 @@ import { TroupeError } from '../../core/errors';
 import { BlackboardKind, BlackboardScope, type AgentDefinition } from '../../core/schemas';
 import { readEntries, writeEntry } from '../../service/blackboard';
 import { HANDOFF, SUBMIT_PLAN } from './handoff';
+import { CODING_TOOLS } from './coding';
 
 export type ToolContext = {
   db: Db;
@@ -48,6 +49,7 @@ function allowedScopes(ctx: ToolContext, tool: string): BlackboardScope[] {
 export const BUILTIN_TOOLS: readonly ToolDefinition[] = [
   HANDOFF,
   SUBMIT_PLAN,
+  ...CODING_TOOLS,
   defineTool({
     name: 'blackboard_write',
     description:

@@ -5,10 +5,12 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import type { Server } from 'node:http';
+import os from 'node:os';
 import path from 'node:path';
 import { Client, Connection } from '@temporalio/client';
 import { NativeConnection, type Worker } from '@temporalio/worker';
 import { inject } from 'vitest';
+import { createApprovalService } from '../../service/approvals';
 import { buildApp } from '../../api/app';
 import { createReadiness } from '../../api/readiness';
 import type { AgentDefinition, Session, TraceEvent } from '../../core/schemas';
@@ -31,11 +33,12 @@ export function testConfig(overrides: Partial<Config> = {}): Config {
   return {
     ...loadConfig({ DATABASE_URL: inject('databaseUrl'), TEMPORAL_ADDRESS: inject('temporalAddress'), LOG_LEVEL: 'warn' }),
     scenarioDirs: [TEST_SCENARIOS],
+    workspacesDir: path.join(os.tmpdir(), `troupe-test-workspaces-${process.pid}`),
     ...overrides,
   };
 }
 
-export async function startStack(opts: { limits?: Partial<SessionLimits>; orchestratorLimits?: Partial<OrchestratorLimits>; worker?: boolean; config?: Partial<Config> } = {}) {
+export async function startStack(opts: { limits?: Partial<SessionLimits>; orchestratorLimits?: Partial<OrchestratorLimits>; approvalTimeoutMs?: number; worker?: boolean; config?: Partial<Config> } = {}) {
   const taskQueue = `test-${randomUUID()}`;
   const config = testConfig({ taskQueue, ...opts.config });
   const logger = createLogger({ name: 'test', level: process.env.TEST_LOG_LEVEL ?? 'warn' });
@@ -46,11 +49,21 @@ export async function startStack(opts: { limits?: Partial<SessionLimits>; orches
   const temporal = new Client({ connection, namespace: config.temporalNamespace });
   const notifier = new TraceNotifier(config.databaseUrl);
   await notifier.start();
-  const sessions = createSessionService({ db, temporal, taskQueue, notifier, logger, limits: opts.limits, orchestratorLimits: opts.orchestratorLimits });
+  const sessions = createSessionService({
+    db,
+    temporal,
+    taskQueue,
+    notifier,
+    logger,
+    limits: opts.limits,
+    orchestratorLimits: opts.orchestratorLimits,
+    ...(opts.approvalTimeoutMs ? { approvalTimeoutMs: opts.approvalTimeoutMs } : {}),
+  });
   const token = randomBytes(16).toString('hex');
   const app = buildApp({
     sessions,
     agents: createAgentService(db),
+    approvals: createApprovalService({ db, temporal, logger }),
     db,
     apiTokens: [token],
     logger,

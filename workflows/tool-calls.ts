@@ -1,0 +1,62 @@
+/**
+ * Tool calls with guardrails, shared by the session and task workflows. The tool activity evaluates the policy
+ * itself (allow runs at once, deny is answered at once); an `ask` comes back as a request, and the workflow then
+ * files a durable approval, blocks the step until a person decides or the request expires, records the decision,
+ * and either runs the call (approved) or tells the model it was not run (denied, expired).
+ */
+import { CancellationScope, workflowInfo } from '@temporalio/workflow';
+import type { RunToolInput } from '../activities';
+import { approvalIdOf, deniedResult, type ApprovalOutcome } from '../core/approval';
+import type { ToolResultBlock, ToolUseBlock } from '../core/model';
+import type { ApprovalGate } from './approvals';
+import { runToolNode, store } from './common';
+
+export type ToolCallsContext = {
+  base: Omit<RunToolInput, 'call'>;
+  gate: ApprovalGate;
+  approvalTimeoutMs: number;
+  /** Called when the step starts and stops waiting for a person (mirrors blocked/awaiting_approval). */
+  onWaiting: (approvalId: string, waiting: boolean) => Promise<void>;
+};
+
+export async function runToolCalls(calls: readonly ToolUseBlock[], ctx: ToolCallsContext): Promise<ToolResultBlock[]> {
+  return Promise.all(calls.map((call) => runOne(call, ctx)));
+}
+
+function strip(result: ToolResultBlock): ToolResultBlock {
+  const { type, toolUseId, content, isError } = result;
+  return { type, toolUseId, content, ...(isError !== undefined ? { isError } : {}) };
+}
+
+async function runOne(call: ToolUseBlock, ctx: ToolCallsContext): Promise<ToolResultBlock> {
+  const first = await runToolNode({ ...ctx.base, call });
+  if (!first.approvalRequest) return strip(first);
+
+  const stepKey = `${ctx.base.keyPrefix ?? ''}${ctx.base.step}:${call.id}`;
+  const approvalId = approvalIdOf(workflowInfo().workflowId, stepKey);
+  const common = { sessionId: ctx.base.sessionId, approvalId, stepKey, ...(ctx.base.taskId ? { taskId: ctx.base.taskId } : {}) };
+  await CancellationScope.nonCancellable(() =>
+    store.requestApproval({
+      ...common,
+      workflowId: workflowInfo().workflowId,
+      agentId: ctx.base.agent.id,
+      tool: call.name,
+      input: call.input,
+      decision: first.approvalRequest,
+      expiresAt: new Date(Date.now() + ctx.approvalTimeoutMs).toISOString(),
+    }),
+  );
+  await ctx.onWaiting(approvalId, true);
+  let outcome: ApprovalOutcome;
+  try {
+    outcome = await ctx.gate.wait(approvalId, ctx.approvalTimeoutMs);
+  } catch (err) {
+    // Cancelled while waiting: the request is withdrawn, so nobody can decide it any more.
+    await CancellationScope.nonCancellable(() => store.settleApproval({ ...common, status: 'cancelled', by: null, reason: 'the session was cancelled' }));
+    throw err;
+  }
+  await CancellationScope.nonCancellable(() => store.settleApproval({ ...common, ...outcome }));
+  await ctx.onWaiting(approvalId, false);
+  if (outcome.status !== 'approved') return { type: 'tool_result', toolUseId: call.id, isError: true, content: deniedResult(call.name, outcome) };
+  return strip(await runToolNode({ ...ctx.base, call, approval: { approvalId, by: outcome.by ?? 'unknown' } }));
+}
