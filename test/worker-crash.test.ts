@@ -1,7 +1,9 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { putAgent } from '../service/agents';
+import { git, makeRepo } from './support/repo';
 import { ORCHESTRATION_AGENTS, scriptedPlanner } from './support/orchestration-agents';
 import { startStack, TEST_SCENARIOS, type Stack } from './support/stack';
 
@@ -19,6 +21,7 @@ async function spawnWorker(): Promise<ChildProcess> {
       TEMPORAL_ADDRESS: stack.config.temporalAddress,
       TEMPORAL_TASK_QUEUE: stack.taskQueue,
       TROUPE_SCENARIO_DIRS: TEST_SCENARIOS,
+      TROUPE_WORKSPACES_DIR: stack.config.workspacesDir,
       LOG_LEVEL: 'info',
     },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -113,5 +116,45 @@ describe('a worker killed mid-session', () => {
       expect([of('task.created'), of('task.routed'), of('task.dispatched'), of('task.completed')]).toEqual([1, 1, 1, 1]);
     }
     expect(rows.filter((r) => r.type === 'plan.accepted')).toHaveLength(1);
+  }, 180_000);
+
+  it('leaves the worktree as if a mutating command ran once or not at all when the worker dies in the middle of it', async () => {
+    const first = await spawnWorker();
+    const agent = await stack.agent('c-slow-mutator', 'slow-mutation', { role: 'coder', tools: ['run_command'], permissions: ['read', 'write', 'exec'], memoryScope: 'none' });
+    const repo = makeRepo();
+    const id = (await stack.api('POST', '/v1/sessions', { goal: 'write two files', agent, repo })).body.id as string;
+
+    // Wait until the command is half done (a.txt written, b.txt not yet), then kill the worker with SIGKILL.
+    const root = await (async () => {
+      const deadline = Date.now() + 60_000;
+      for (;;) {
+        const s = await stack.sessions.get(id).catch(() => undefined);
+        if (s?.workspace && existsSync(path.join(s.workspace.root, 'a.txt'))) return s.workspace.root;
+        if (Date.now() > deadline) throw new Error('the command never started');
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    })();
+    expect(existsSync(path.join(root, 'b.txt'))).toBe(false);
+    first.kill('SIGKILL');
+    await new Promise((r) => first.once('exit', r));
+    await new Promise((r) => setTimeout(r, 7_000)); // longer than the command: a surviving sandbox would write b.txt now
+    expect(existsSync(path.join(root, 'b.txt'))).toBe(false);
+
+    await spawnWorker();
+    const session = await stack.waitForStatus(id, (s) => s.statusReason === 'awaiting_input' || s.status === 'failed', 120_000);
+    expect(session.status).toBe('blocked');
+    expect(readFileSync(path.join(root, 'a.txt'), 'utf8')).toBe('partial\n');
+    expect(readFileSync(path.join(root, 'b.txt'), 'utf8')).toBe('done\n');
+    // No commit on the session branch ever holds the half-done state (a.txt without b.txt).
+    const commits = git(repo, 'rev-list', `troupe/${id}`).split('\n');
+    for (const sha of commits) {
+      const files = git(repo, 'ls-tree', '--name-only', sha).split('\n');
+      expect(files.includes('a.txt') && !files.includes('b.txt'), `commit ${sha} has a.txt without b.txt`).toBe(false);
+    }
+    // The step ran to completion exactly once as far as the history can tell: one snapshot with both files.
+    const rows = await stack.traceRows(id);
+    const snaps = rows.filter((r) => r.type === 'workspace.snapshot');
+    expect(snaps).toHaveLength(1);
+    expect(git(repo, 'ls-tree', '--name-only', (snaps[0]!.payload as any).sha).split('\n')).toEqual(expect.arrayContaining(['a.txt', 'b.txt']));
   }, 180_000);
 });
