@@ -6,6 +6,8 @@ import { mkdtempSync, readFileSync, realpathSync, existsSync, symlinkSync, write
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { putAgent } from '../service/agents';
+import { scriptedPlanner } from './support/orchestration-agents';
 import { git, makeRepo } from './support/repo';
 import { startStack, type Stack } from './support/stack';
 
@@ -175,5 +177,28 @@ describe('a coding session on a repository', () => {
     const result = payload(rows.find((r) => r.type === 'tool.result')!);
     expect(result.content).toContain('region=eu');
     expect(s.finalAnswer).not.toContain('Zx9Zx9');
+  });
+
+  it('brings an approval raised inside a task of a planner session to the session: listed there, task and session blocked until decided', async () => {
+    const repo = makeRepo();
+    await coder('c-env-task', 'write-env');
+    await putAgent(stack.db, scriptedPlanner('c-planner-env', 'plan-env-task'));
+    const id = await start({ goal: 'add configuration', agent: 'c-planner-env', repo });
+    const blocked = await waiting(id, 'awaiting_approval');
+    expect(blocked.status).toBe('blocked');
+    const [task] = (await stack.api('GET', `/v1/sessions/${id}/tasks`)).body.data[0].children;
+    expect(task).toMatchObject({ status: 'blocked', statusReason: 'awaiting_approval', assignedAgent: 'c-env-task' });
+    const [approval] = (await stack.api('GET', `/v1/sessions/${id}/approvals`)).body.data;
+    expect(approval).toMatchObject({ status: 'pending', taskId: task.id, tool: 'write_file' });
+
+    const ok = await stack.api('POST', `/v1/approvals/${approval.id}`, { decision: 'approve', by: 'carol' });
+    expect(ok.status, JSON.stringify(ok.body)).toBe(200);
+    const s = await waiting(id, 'awaiting_input');
+    expect(s.finalAnswer).toBe('The .env file is in place.');
+    const [done] = (await stack.api('GET', `/v1/sessions/${id}/tasks`)).body.data[0].children;
+    expect(done).toMatchObject({ status: 'done' });
+    expect(readFileSync(path.join(s.workspace!.root, '.env'), 'utf8')).toBe('DEBUG=1\n');
+    const types = (await stack.traceRows(id)).map((r) => r.type);
+    expect(types).toEqual(expect.arrayContaining(['approval.requested', 'task.blocked', 'approval.decided', 'task.resumed', 'workspace.snapshot']));
   });
 });
