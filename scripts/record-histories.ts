@@ -26,6 +26,8 @@ import { createLogger } from '../lib/logger';
 import { PROJECT_ROOT } from '../lib/temporal-cli';
 import { ensureBuiltinAgents, putAgent } from '../service/agents';
 import { createSessionService, type SessionService } from '../service/sessions';
+import { createApprovalService, type ApprovalService } from '../service/approvals';
+import { makeRepo } from '../test/support/repo';
 import { createTroupeWorker, installTemporalLogging } from '../worker/build';
 import { ORCHESTRATION_AGENTS, scriptedPlanner } from '../test/support/orchestration-agents';
 
@@ -46,6 +48,9 @@ type Ctx = {
   sessions: SessionService;
   /** The same service, but with limits small enough to force continue-as-new. */
   smallSessions: SessionService;
+  /** Sessions whose approvals expire after a second. */
+  hastySessions: SessionService;
+  approvals: ApprovalService;
 };
 
 function log(msg: string): void {
@@ -147,6 +152,23 @@ async function childIdsOf(ctx: Ctx, id: string): Promise<string[]> {
     const childId = e.startChildWorkflowExecutionInitiatedEventAttributes?.workflowId;
     return childId ? [childId] : [];
   });
+}
+
+const CODING_TOOLS = ['read_file', 'write_file', 'edit_file', 'list_dir', 'search', 'run_command', 'git_diff', 'git_status'];
+
+/** A scripted coding agent with the coding tools. */
+async function coder(db: Db, scenario: string, permissions = ['read', 'write', 'exec', 'git']): Promise<string> {
+  const id = `replay-${scenario}`;
+  await putAgent(db, { id, name: id, role: 'coder', model: `scripted:${scenario}`, instructions: 'Scripted coder.', tools: CODING_TOOLS, permissions, memoryScope: 'none' });
+  return id;
+}
+
+/** Waits until the session has a pending approval and decides it. */
+async function decidePending(ctx: Ctx, id: string, decision: 'approve' | 'deny'): Promise<void> {
+  await waitFor(ctx, id, 'an approval request', (s) => s.statusReason === 'awaiting_approval');
+  const [approval] = await ctx.approvals.list(id, 'pending');
+  if (!approval) throw new Error(`session ${id}: no pending approval`);
+  await ctx.approvals.decide(approval.id, { decision, by: 'recorder', reason: `${decision} for the recording` });
 }
 
 type Scenario = {
@@ -276,6 +298,58 @@ const SCENARIOS: Scenario[] = [
     run: (ctx) => orchestrate(ctx, 'plan-bad-then-good', 'Plan carefully'),
   },
   {
+    name: 'coding-edit-test-rollback',
+    temporalStatus: 'COMPLETED',
+    async run(ctx) {
+      const repo = makeRepo();
+      const { id } = await ctx.sessions.start({ goal: 'fix add()', agent: await coder(ctx.db, 'coder-fix'), repo });
+      const s = await waitFor(ctx, id, 'the fix', (x) => x.statusReason === 'awaiting_input' || x.status === 'failed');
+      if (s.status !== 'blocked' || !s.workspace) throw new Error(`coding session ended ${s.status}/${s.statusReason}`);
+      await ctx.sessions.rollback(id, s.workspace.baseSha, 'recorder');
+      await ctx.sessions.close(id);
+      await status(ctx, id, 'done');
+      return id;
+    },
+  },
+  {
+    name: 'coding-deny-and-ask',
+    temporalStatus: 'COMPLETED',
+    async run(ctx) {
+      const { id } = await ctx.sessions.start({ goal: 'clean up and publish', agent: await coder(ctx.db, 'guarded-commands'), repo: makeRepo() });
+      await decidePending(ctx, id, 'deny');
+      await waitFor(ctx, id, 'the answer', (x) => x.statusReason === 'awaiting_input');
+      await ctx.sessions.close(id);
+      await status(ctx, id, 'done');
+      return id;
+    },
+  },
+  {
+    name: 'coding-approval-timeout',
+    temporalStatus: 'COMPLETED',
+    async run(ctx) {
+      const { id } = await ctx.hastySessions.start({ goal: 'add a .env', agent: await coder(ctx.db, 'write-env'), repo: makeRepo() });
+      await waitFor(ctx, id, 'the answer', (x) => x.statusReason === 'awaiting_input');
+      await ctx.sessions.close(id);
+      await status(ctx, id, 'done');
+      return id;
+    },
+  },
+  {
+    name: 'orchestrated-task-approval',
+    temporalStatus: 'COMPLETED',
+    children: true,
+    async run(ctx) {
+      // plan-env-task assigns its task to `c-env-task` by id.
+      await putAgent(ctx.db, { id: 'c-env-task', name: 'c-env-task', role: 'coder', model: 'scripted:write-env', instructions: 'Scripted coder.', tools: CODING_TOOLS, permissions: ['read', 'write'], memoryScope: 'none' });
+      const { id } = await ctx.sessions.start({ goal: 'add configuration', agent: await planner(ctx.db, 'plan-env-task'), repo: makeRepo() });
+      await decidePending(ctx, id, 'approve');
+      await waitFor(ctx, id, 'the answer', (x) => x.statusReason === 'awaiting_input');
+      await ctx.sessions.close(id);
+      await status(ctx, id, 'done');
+      return id;
+    },
+  },
+  {
     name: 'orchestrated-cancel',
     temporalStatus: 'CANCELLED',
     children: true,
@@ -318,6 +392,7 @@ async function main(): Promise<void> {
       ...loadConfig({ DATABASE_URL: databaseUrl, TEMPORAL_ADDRESS: server.address, LOG_LEVEL: 'warn' }),
       taskQueue: TASK_QUEUE,
       scenarioDirs: [SCENARIOS_DIR],
+      workspacesDir: path.join(stateDir, 'workspaces'),
     };
 
     db = createPrisma(databaseUrl);
@@ -336,6 +411,8 @@ async function main(): Promise<void> {
       temporal,
       sessions: createSessionService(deps),
       smallSessions: createSessionService({ ...deps, limits: CONTINUE_AS_NEW_LIMITS }),
+      hastySessions: createSessionService({ ...deps, approvalTimeoutMs: 1_000 }),
+      approvals: createApprovalService({ db, temporal, logger }),
     };
 
     // Recorded in memory first: a failed recording leaves the checked-in histories untouched.

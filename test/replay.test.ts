@@ -35,6 +35,11 @@ const EXPECTED = [
   'orchestrated-handoff',
   'orchestrated-invalid-plan',
   'orchestrated-cancel',
+  'orchestrated-task-approval',
+  // Coding sessions on a repository: worktree, snapshots, rollback, guardrail deny/ask, approvals, approval timeout.
+  'coding-edit-test-rollback',
+  'coding-deny-and-ask',
+  'coding-approval-timeout',
 ];
 
 function loadHistory(file: string): History {
