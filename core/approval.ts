@@ -10,9 +10,12 @@ function fnv1a64(text: string): string {
   return hash.toString(16).padStart(16, '0');
 }
 
-/** The approval for one tool call of one workflow step: the same request, retried or replayed, has the same id. */
-export function approvalIdOf(workflowId: string, stepKey: string): string {
-  return `apr_${fnv1a64(`${workflowId}|${stepKey}`)}`;
+/**
+ * The approval for one tool call of one step of a session (the step key names the task run, if any): the same
+ * request, retried or replayed, has the same id.
+ */
+export function approvalIdOf(sessionId: string, stepKey: string): string {
+  return `apr_${fnv1a64(`${sessionId}|${stepKey}`)}`;
 }
 
 export type ApprovalOutcome = { status: 'approved' | 'denied' | 'expired'; by: string | null; reason: string | null };

@@ -1,7 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { putAgent } from '../service/agents';
 import { git, makeRepo } from './support/repo';
 import { ORCHESTRATION_AGENTS, scriptedPlanner } from './support/orchestration-agents';
@@ -45,6 +45,17 @@ async function spawnWorker(): Promise<ChildProcess> {
 
 beforeAll(async () => {
   stack = await startStack({ worker: false });
+});
+// Each test starts with no worker on the task queue: the replacement workers of earlier tests are stopped, so the
+// worker a test kills is the one running its session.
+beforeEach(async () => {
+  await Promise.all(
+    workers.filter((w) => w.exitCode === null && w.signalCode === null).map((w) => {
+      const exited = new Promise((r) => w.once('exit', r));
+      w.kill('SIGKILL');
+      return exited;
+    }),
+  );
 });
 afterAll(async () => {
   for (const w of workers) if (w.exitCode === null) w.kill('SIGKILL');

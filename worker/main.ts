@@ -5,6 +5,7 @@ import { createPrisma } from '../lib/db/client';
 import { ensureDatabase, migrate } from '../lib/db/migrate';
 import { createLogger } from '../lib/logger';
 import { startBlackboardPurge } from '../service/blackboard';
+import { startWorkspaceSweep } from '../service/workspaces';
 import { createTroupeWorker, defaultModelFor, installTemporalLogging, OFFLINE_MODEL } from './build';
 
 const config = loadConfig();
@@ -19,6 +20,9 @@ async function main() {
   const worker = await createTroupeWorker({ config, db, logger, connection });
   // Expired blackboard entries are already invisible; this deletes them every 5 minutes (unref'd, errors logged).
   const stopPurge = startBlackboardPurge(db, logger);
+  // Worktrees of sessions that ended more than TROUPE_WORKSPACE_RETENTION_HOURS ago are removed every 10 minutes
+  // (branches and snapshots kept; unref'd, errors logged; safe with several workers).
+  const stopWorkspaceSweep = startWorkspaceSweep(db, logger, { retentionMs: config.workspaceRetentionMs });
   const model = defaultModelFor(config);
   if (model === OFFLINE_MODEL) {
     logger.warn({ defaultModel: model }, 'ANTHROPIC_API_KEY is not set: the default agent runs on the built-in offline scripted scenario');
@@ -38,6 +42,7 @@ async function main() {
   logger.info({ taskQueue: config.taskQueue, temporal: config.temporalAddress, namespace: config.temporalNamespace }, 'worker started');
   await worker.run();
   stopPurge();
+  stopWorkspaceSweep();
   await connection.close();
   await db.$disconnect();
   logger.info('worker stopped');

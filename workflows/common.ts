@@ -14,6 +14,15 @@ export const store = proxyLocalActivities<Activities>({
   localRetryThreshold: '10 seconds',
   retry: { initialInterval: '500 milliseconds', maximumInterval: '10 seconds', backoffCoefficient: 2 },
 });
+/**
+ * The same writes as `store`, as regular activities: used on the approval path (filing, settling, the blocked/running
+ * status around the wait). Approvals are rare and wait for people, so the dispatch cost does not matter, and each
+ * write shows up as its own activity in the Temporal UI next to the update that decided it.
+ */
+export const durableStore = proxyActivities<Activities>({
+  startToCloseTimeout: '30 seconds',
+  retry: { initialInterval: '500 milliseconds', maximumInterval: '10 seconds', backoffCoefficient: 2 },
+});
 export const model = proxyActivities<Activities>({
   startToCloseTimeout: '10 minutes',
   heartbeatTimeout: '10 seconds',

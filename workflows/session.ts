@@ -29,7 +29,7 @@ import {
 import { DEFAULT_APPROVAL_TIMEOUT_MS } from '../core/approval';
 import type { Workspace } from '../lib/workspace';
 import { ApprovalGate } from './approvals';
-import { callModelNode, store, tool } from './common';
+import { callModelNode, durableStore, store, tool } from './common';
 import { runToolCalls } from './tool-calls';
 import { closeSignal, rollbackUpdate, sessionViewQuery, userMessageSignal } from './messages';
 
@@ -90,7 +90,7 @@ export async function sessionWorkflow(input: SessionWorkflowInput): Promise<Sess
   }));
 
   /** Writes pending trace events and mirrors the state; idempotent (keys come from the checkpoint number). */
-  async function checkpoint(events: EventDraft[]): Promise<void> {
+  async function checkpoint(events: EventDraft[], durable = false): Promise<void> {
     state = { ...state, checkpoints: state.checkpoints + 1 };
     const n = state.checkpoints;
     const { runId } = workflowInfo();
@@ -104,7 +104,7 @@ export async function sessionWorkflow(input: SessionWorkflowInput): Promise<Sess
     };
     // A checkpoint is never cut short by a cancel: what was decided gets written. Cancellation then reaches the
     // next model call, tool run or wait, which all run in the cancellable root scope.
-    await CancellationScope.nonCancellable(() => store.checkpoint(request));
+    await CancellationScope.nonCancellable(() => (durable ? durableStore : store).checkpoint(request));
   }
 
   async function runNode(node: Node): Promise<NodeResult> {
@@ -128,7 +128,7 @@ export async function sessionWorkflow(input: SessionWorkflowInput): Promise<Sess
             if (state.status === status && state.statusReason === reason) return;
             const event = { actor: 'orchestrator', type: 'state.mutated', payload: { status: { from: state.status, to: status }, statusReason: { from: state.statusReason, to: reason } } };
             state = { ...state, status, statusReason: reason };
-            await checkpoint([event]);
+            await checkpoint([event], true);
           },
         });
         return { kind: 'tool_results', results };

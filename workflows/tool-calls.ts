@@ -9,7 +9,7 @@ import type { RunToolInput } from '../activities';
 import { approvalIdOf, deniedResult, type ApprovalOutcome } from '../core/approval';
 import type { ToolResultBlock, ToolUseBlock } from '../core/model';
 import type { ApprovalGate } from './approvals';
-import { runToolNode, store } from './common';
+import { durableStore, runToolNode } from './common';
 
 export type ToolCallsContext = {
   base: Omit<RunToolInput, 'call'>;
@@ -33,10 +33,12 @@ async function runOne(call: ToolUseBlock, ctx: ToolCallsContext): Promise<ToolRe
   if (!first.approvalRequest) return strip(first);
 
   const stepKey = `${ctx.base.keyPrefix ?? ''}${ctx.base.step}:${call.id}`;
-  const approvalId = approvalIdOf(workflowInfo().workflowId, stepKey);
+  // From the session and the step (the step key names the task run too): stable across retries and replays.
+  const approvalId = approvalIdOf(ctx.base.sessionId, stepKey);
   const common = { sessionId: ctx.base.sessionId, approvalId, stepKey, ...(ctx.base.taskId ? { taskId: ctx.base.taskId } : {}) };
+  ctx.gate.open(approvalId, ctx.approvalTimeoutMs);
   await CancellationScope.nonCancellable(() =>
-    store.requestApproval({
+    durableStore.requestApproval({
       ...common,
       workflowId: workflowInfo().workflowId,
       agentId: ctx.base.agent.id,
@@ -49,13 +51,13 @@ async function runOne(call: ToolUseBlock, ctx: ToolCallsContext): Promise<ToolRe
   await ctx.onWaiting(approvalId, true);
   let outcome: ApprovalOutcome;
   try {
-    outcome = await ctx.gate.wait(approvalId, ctx.approvalTimeoutMs);
+    outcome = await ctx.gate.wait(approvalId);
   } catch (err) {
     // Cancelled while waiting: the request is withdrawn, so nobody can decide it any more.
-    await CancellationScope.nonCancellable(() => store.settleApproval({ ...common, status: 'cancelled', by: null, reason: 'the session was cancelled' }));
+    await CancellationScope.nonCancellable(() => durableStore.settleApproval({ ...common, status: 'cancelled', by: null, reason: 'the session was cancelled' }));
     throw err;
   }
-  await CancellationScope.nonCancellable(() => store.settleApproval({ ...common, ...outcome }));
+  await CancellationScope.nonCancellable(() => durableStore.settleApproval({ ...common, ...outcome }));
   await ctx.onWaiting(approvalId, false);
   if (outcome.status !== 'approved') return { type: 'tool_result', toolUseId: call.id, isError: true, content: deniedResult(call.name, outcome) };
   return strip(await runToolNode({ ...ctx.base, call, approval: { approvalId, by: outcome.by ?? 'unknown' } }));
