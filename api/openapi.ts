@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { AgentDefinition, BlackboardEntry, CreateSessionBody, ErrorBody, SendMessageBody, Session, SessionPage, TaskTree, TaskView, TraceEvent, VersionedAgent, WriteBlackboardBody } from '../core/schemas';
+import { AgentDefinition, ApprovalView, BlackboardEntry, DecideApprovalBody, RollbackBody, CreateSessionBody, ErrorBody, SendMessageBody, Session, SessionPage, TaskTree, TaskView, TraceEvent, VersionedAgent, WriteBlackboardBody } from '../core/schemas';
 import { BlackboardQuery } from './blackboard';
 
 const AgentView = VersionedAgent.extend({ source: z.string().describe('builtin, yaml:<file> or api'), createdAt: z.string(), updatedAt: z.string() });
@@ -48,6 +48,10 @@ export function openApiDocument(): Record<string, unknown> {
         AgentVersionList: schema(AgentVersionList),
         AgentApplyResults: schema(AgentApplyResults),
         Task: schema(TaskView),
+        Approval: schema(ApprovalView),
+        ApprovalList: schema(z.object({ data: z.array(ApprovalView) })),
+        DecideApprovalBody: schema(DecideApprovalBody),
+        RollbackBody: schema(RollbackBody),
         TaskTree: schema(TaskTree),
         Error: schema(ErrorBody),
       },
@@ -99,6 +103,30 @@ export function openApiDocument(): Record<string, unknown> {
           summary: 'The task tree of a session: one root per round (the planner\'s), its planned tasks as children',
           parameters: idParam,
           responses: { '200': { description: 'the tree', ...json('TaskTree') }, ...errors },
+        },
+      },
+      '/v1/sessions/{id}/rollback': {
+        post: {
+          summary: "Restore the session's worktree to one of its snapshots (only while it waits for input)",
+          parameters: idParam,
+          requestBody: { required: true, ...json('RollbackBody') },
+          responses: { '200': { description: 'restored: `{ sha }`' }, ...errors },
+        },
+      },
+      '/v1/sessions/{id}/approvals': {
+        get: {
+          summary: "Guardrail approvals of the session and its tasks (oldest first); `?status=pending` for the open ones",
+          parameters: [...idParam, { name: 'status', in: 'query', schema: { type: 'string' } }],
+          responses: { '200': { description: 'the approvals', ...json('ApprovalList') }, ...errors },
+        },
+      },
+      '/v1/approvals/{id}': {
+        get: { summary: 'One approval', parameters: idParam, responses: { '200': { description: 'the approval', ...json('Approval') }, ...errors } },
+        post: {
+          summary: 'Approve or deny (409 when already decided or expired)',
+          parameters: idParam,
+          requestBody: { required: true, ...json('DecideApprovalBody') },
+          responses: { '200': { description: 'the decision', ...json('Approval') }, ...errors },
         },
       },
       '/v1/tasks/{id}': {
