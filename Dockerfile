@@ -1,7 +1,7 @@
 # One image for both Troupe processes; docker-compose.yml runs it as `npm run worker` and as `npm run api`.
 FROM node:20-bookworm-slim
 
-# bubblewrap will be the sandbox for agent commands (not used yet); git for workspaces.
+# bubblewrap is the sandbox for agent commands (util-linux provides prlimit and setpriv); git for workspaces.
 RUN apt-get update \
  && apt-get install -y --no-install-recommends bubblewrap ca-certificates git \
  && rm -rf /var/lib/apt/lists/*

@@ -1,5 +1,7 @@
 /** Activity proxies and node runners shared by the session, orchestrated-session and task workflows. */
-import { ActivityFailure, ApplicationFailure, isCancellation, proxyActivities, proxyLocalActivities } from '@temporalio/workflow';
+import { ActivityFailure, ApplicationFailure, condition, isCancellation, proxyActivities, proxyLocalActivities } from '@temporalio/workflow';
+import type { EventDraft } from '../core/session';
+import type { Workspace } from '../lib/workspace';
 import type { CallModelInput, createActivities, RunToolInput, RunToolResult } from '../activities';
 import type { ModelResponse } from '../core/model';
 
@@ -67,4 +69,28 @@ export async function runToolNode(input: RunToolInput): Promise<RunToolResult> {
     const { message } = failureOf(err);
     return { type: 'tool_result', toolUseId: input.call.id, isError: true, content: `tool failed: ${message}` };
   }
+}
+
+/** Waits for the next user message, a close request or the idle timeout (counted from `awaitingSince`). */
+export async function awaitUserInput(args: {
+  inbox: string[];
+  closeRequested: () => boolean;
+  awaitingSince: number | null;
+  idleTimeoutMs: number;
+}): Promise<{ kind: 'user_message'; content: string } | { kind: 'closed' } | { kind: 'idle_timeout' }> {
+  const since = args.awaitingSince ?? Date.now();
+  const remaining = Math.max(1, args.idleTimeoutMs - (Date.now() - since));
+  await condition(() => args.inbox.length > 0 || args.closeRequested(), remaining);
+  if (args.inbox.length > 0) return { kind: 'user_message', content: args.inbox.shift() as string };
+  if (args.closeRequested()) return { kind: 'closed' };
+  return { kind: 'idle_timeout' };
+}
+
+/** Makes the session's worktree (idempotent; call once its row exists) and the trace event that records it. */
+export async function prepareSessionWorkspace(sessionId: string, repo: string): Promise<{ workspace: Workspace; event: EventDraft }> {
+  const workspace = await tool.prepareWorkspace({ sessionId, repo, workspaceId: sessionId });
+  return {
+    workspace,
+    event: { actor: 'workspace', type: 'workspace.ready', payload: { root: workspace.root, branch: workspace.branch, baseSha: workspace.baseSha } },
+  };
 }

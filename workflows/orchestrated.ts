@@ -38,7 +38,7 @@ import { SUBMIT_PLAN_TOOL } from '../core/plan';
 import type { VersionedAgent } from '../core/schemas';
 import type { EventDraft } from '../core/session';
 import type { Workspace } from '../lib/workspace';
-import { callModelNode, store, tool } from './common';
+import { awaitUserInput, callModelNode, prepareSessionWorkspace, store } from './common';
 import { closeSignal, sessionViewQuery, taskApprovalSignal, userMessageSignal } from './messages';
 import type { SessionOutcome } from './session';
 import { taskWorkflow, taskWorkflowId } from './task';
@@ -225,23 +225,19 @@ export async function orchestratedSessionWorkflow(input: OrchestratedSessionInpu
         return { kind: 'dispatched', taskIds: node.tasks.map((t) => t.taskId) };
       case 'await_tasks':
         return awaitTasks(node.wakeAt);
-      case 'await_input': {
-        const since = state.awaitingSince ?? Date.now();
-        const remaining = Math.max(1, state.limits.idleTimeoutMs - (Date.now() - since));
-        await condition(() => inbox.length > 0 || closeRequested, remaining);
-        if (inbox.length > 0) return { kind: 'user_message', content: inbox.shift() as string };
-        if (closeRequested) return { kind: 'closed' };
-        return { kind: 'idle_timeout' };
-      }
+      case 'await_input':
+        return awaitUserInput({ inbox, closeRequested: () => closeRequested, awaitingSince: state.awaitingSince, idleTimeoutMs: state.limits.idleTimeoutMs });
     }
   }
 
   try {
     if (input.repo && !workspace) {
+      // The session row exists after the first checkpoint; then the worktree is made (idempotent) and recorded on it.
       await checkpoint(pending);
       pending = [];
-      workspace = await tool.prepareWorkspace({ sessionId: state.sessionId, repo: input.repo, workspaceId: state.sessionId });
-      pending = [{ actor: 'workspace', type: 'workspace.ready', payload: { root: workspace.root, branch: workspace.branch, baseSha: workspace.baseSha } }];
+      const prepared = await prepareSessionWorkspace(state.sessionId, input.repo);
+      workspace = prepared.workspace;
+      pending = [prepared.event];
     }
     while (!state.done) {
       const info = workflowInfo();

@@ -29,7 +29,7 @@ import {
 import { DEFAULT_APPROVAL_TIMEOUT_MS } from '../core/approval';
 import type { Workspace } from '../lib/workspace';
 import { ApprovalGate } from './approvals';
-import { callModelNode, durableStore, store, tool } from './common';
+import { awaitUserInput, callModelNode, durableStore, prepareSessionWorkspace, store, tool } from './common';
 import { runToolCalls } from './tool-calls';
 import { closeSignal, rollbackUpdate, sessionViewQuery, userMessageSignal } from './messages';
 
@@ -133,14 +133,8 @@ export async function sessionWorkflow(input: SessionWorkflowInput): Promise<Sess
         });
         return { kind: 'tool_results', results };
       }
-      case 'await_input': {
-        const since = state.awaitingSince ?? Date.now();
-        const remaining = Math.max(1, state.limits.idleTimeoutMs - (Date.now() - since));
-        await condition(() => inbox.length > 0 || closeRequested, remaining);
-        if (inbox.length > 0) return { kind: 'user_message', content: inbox.shift() as string };
-        if (closeRequested) return { kind: 'closed' };
-        return { kind: 'idle_timeout' };
-      }
+      case 'await_input':
+        return awaitUserInput({ inbox, closeRequested: () => closeRequested, awaitingSince: state.awaitingSince, idleTimeoutMs: state.limits.idleTimeoutMs });
     }
   }
 
@@ -149,8 +143,9 @@ export async function sessionWorkflow(input: SessionWorkflowInput): Promise<Sess
       // The session row exists after the first checkpoint; then the worktree is made (idempotent) and recorded on it.
       await checkpoint(pending);
       pending = [];
-      workspace = await tool.prepareWorkspace({ sessionId: state.sessionId, repo: input.repo, workspaceId: state.sessionId });
-      pending = [{ actor: 'workspace', type: 'workspace.ready', payload: { root: workspace.root, branch: workspace.branch, baseSha: workspace.baseSha } }];
+      const prepared = await prepareSessionWorkspace(state.sessionId, input.repo);
+      workspace = prepared.workspace;
+      pending = [prepared.event];
     }
     while (!state.done) {
       const info = workflowInfo();
