@@ -16,7 +16,7 @@
  */
 import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { copyFile, lstat, mkdir, mkdtemp, readdir, readFile, realpath, rename, rm, stat, unlink, writeFile } from 'node:fs/promises';
+import { copyFile, lstat, mkdir, mkdtemp, readdir, readFile, realpath, rename, rm, stat, unlink, utimes, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { TroupeError } from '../core/errors';
@@ -660,9 +660,20 @@ async function worktreeTree(ws: Workspace): Promise<string> {
   const tmp = await mkdtemp(path.join(os.tmpdir(), 'troupe-index-'));
   try {
     const index = path.join(tmp, 'index');
-    await copyFile(path.join(ws.gitDir, 'index'), index).catch((err: unknown) => {
-      if (!isErrno(err, 'ENOENT')) throw err;
-    });
+    const real = path.join(ws.gitDir, 'index');
+    const copied = await copyFile(real, index).then(
+      () => true,
+      (err: unknown) => {
+        if (!isErrno(err, 'ENOENT')) throw err;
+        return false;
+      },
+    );
+    // Keep the index's own mtime: git trusts cached file stats only for files older than the index ("racy git"), so
+    // a copy stamped "now" would hide a same-size edit made in the same second as the last snapshot.
+    if (copied) {
+      const { atime, mtime } = await stat(real);
+      await utimes(index, atime, mtime);
+    }
     const env = { GIT_INDEX_FILE: index };
     await wtGit(ws, ['add', '--all', '--', '.'], { env });
     return (await wtGit(ws, ['write-tree'], { env })).stdout.trim();
