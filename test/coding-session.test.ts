@@ -201,4 +201,15 @@ describe('a coding session on a repository', () => {
     const types = (await stack.traceRows(id)).map((r) => r.type);
     expect(types).toEqual(expect.arrayContaining(['approval.requested', 'task.blocked', 'approval.decided', 'task.resumed', 'workspace.snapshot']));
   });
+
+  it('runs the writes of one turn one after another, so each snapshot holds exactly its own change', async () => {
+    const repo = makeRepo();
+    const id = await start({ goal: 'write two files', agent: await coder('c-two', 'two-writes'), repo });
+    await waiting(id, 'awaiting_input');
+    const snaps = (await stack.traceRows(id)).filter((r) => r.type === 'workspace.snapshot').map(payload);
+    expect(snaps).toHaveLength(2);
+    const changed = (sha: string) => git(repo, 'diff-tree', '--no-commit-id', '--name-only', '-r', sha).split('\n').filter(Boolean);
+    expect(changed(snaps[0]!.sha)).toEqual(['one.txt']);
+    expect(changed(snaps[1]!.sha)).toEqual(['two.txt']);
+  });
 });

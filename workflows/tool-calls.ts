@@ -8,6 +8,7 @@ import { CancellationScope, workflowInfo } from '@temporalio/workflow';
 import type { RunToolInput } from '../activities';
 import { approvalIdOf, deniedResult, type ApprovalOutcome } from '../core/approval';
 import type { ToolResultBlock, ToolUseBlock } from '../core/model';
+import { toolVerb } from '../core/risk';
 import type { ApprovalGate } from './approvals';
 import { durableStore, runToolNode } from './common';
 
@@ -19,8 +20,16 @@ export type ToolCallsContext = {
   onWaiting: (approvalId: string, waiting: boolean) => Promise<void>;
 };
 
+/**
+ * Runs a turn's tool calls: in parallel, except in a session with a worktree when any call can change it (write or
+ * exec): then one after another, so each step's snapshot holds exactly its own changes.
+ */
 export async function runToolCalls(calls: readonly ToolUseBlock[], ctx: ToolCallsContext): Promise<ToolResultBlock[]> {
-  return Promise.all(calls.map((call) => runOne(call, ctx)));
+  const mutating = ctx.base.workspace !== undefined && calls.some((c) => ['write', 'exec'].includes(toolVerb(c.name) ?? ''));
+  if (!mutating) return Promise.all(calls.map((call) => runOne(call, ctx)));
+  const results: ToolResultBlock[] = [];
+  for (const call of calls) results.push(await runOne(call, ctx));
+  return results;
 }
 
 function strip(result: ToolResultBlock): ToolResultBlock {
