@@ -14,6 +14,7 @@ import { createTaskService } from '../service/tasks';
 import { requireToken } from './auth';
 import { errorMiddleware, notFoundRoute, parseOr400 } from './errors';
 import { openApiDocument } from './openapi';
+import { mcpRouter } from '../gateway/mcp';
 
 export type Readiness = () => Promise<Record<string, { ok: boolean; error?: string }>>;
 
@@ -123,6 +124,8 @@ export function buildApp(deps: { sessions: SessionService; agents: AgentService;
     }
   }
 
+  // MCP (Streamable HTTP) at /mcp: its own bearer check and body limit, JSON-RPC error shapes.
+  app.use(mcpRouter({ sessions, approvals: deps.approvals, agents: deps.agents, apiTokens: deps.apiTokens, logger }));
   app.use('/v1', v1);
   app.use(notFoundRoute);
   app.use(errorMiddleware(logger));

@@ -209,6 +209,12 @@ export function createSessionService(deps: SessionServiceDeps) {
       return toSessionView(await load(id));
     },
 
+    /** One page of the session's stored trace (seq > after, at most `limit`), without following it live. */
+    async trace(id: string, after = 0, limit = PAGE_BATCH): Promise<TraceEvent[]> {
+      await load(id);
+      return listTraceEvents(db, id, after, limit);
+    },
+
     async list(query: ListSessionsQuery): Promise<{ data: Session[]; nextCursor: string | null }> {
       const after = query.cursor ? decodeCursor(query.cursor) : undefined;
       const rows = await db.session.findMany({
