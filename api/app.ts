@@ -15,6 +15,7 @@ import { requireToken } from './auth';
 import { errorMiddleware, notFoundRoute, parseOr400 } from './errors';
 import { openApiDocument } from './openapi';
 import { mcpRouter } from '../gateway/mcp';
+import { a2aRouter } from '../gateway/a2a';
 
 export type Readiness = () => Promise<Record<string, { ok: boolean; error?: string }>>;
 
@@ -126,6 +127,8 @@ export function buildApp(deps: { sessions: SessionService; agents: AgentService;
 
   // MCP (Streamable HTTP) at /mcp: its own bearer check and body limit, JSON-RPC error shapes.
   app.use(mcpRouter({ sessions, approvals: deps.approvals, agents: deps.agents, apiTokens: deps.apiTokens, logger }));
+  // A2A: the agent card at /.well-known/agent-card.json (public), JSON-RPC at /a2a (bearer token, JSON-RPC error shapes).
+  app.use(a2aRouter({ sessions, apiTokens: deps.apiTokens, logger }));
   app.use('/v1', v1);
   app.use(notFoundRoute);
   app.use(errorMiddleware(logger));
