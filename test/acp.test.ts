@@ -24,7 +24,7 @@ beforeAll(async () => {
   stack = await startStack({ config: { workspacesDir: mkdtempSync(path.join(os.tmpdir(), 'troupe-ws-')) } });
   await stack.agent('acp-note', 'note-then-answer');
   await stack.agent('acp-slow', 'slow');
-  await stack.agent('acp-env', 'write-env', { role: 'coder', tools: ['write_file'], permissions: ['read', 'write'], memoryScope: 'none' });
+  await stack.agent('acp-env', 'write-env', { role: 'test-coder', tools: ['write_file'], permissions: ['read', 'write'], memoryScope: 'none' });
 });
 afterAll(async () => {
   for (const c of children) if (c.exitCode === null) c.kill();

@@ -22,7 +22,7 @@ const uid = (name: string) => `${name}-${randomBytes(4).toString('hex')}`;
 const def = (id: string, extra: Record<string, unknown> = {}) => ({
   id,
   name: `Agent ${id}`,
-  role: 'coder',
+  role: 'test-coder',
   model: 'default',
   instructions: 'Write the code.',
   tools: ['blackboard_read', 'blackboard_write', 'handoff'],
@@ -179,7 +179,7 @@ describe('YAML', () => {
     const yaml = (bInstructions: string) => `
 - id: ${a}
   name: YAML A
-  role: reviewer
+  role: test-reviewer
   model: scripted:note-then-answer
   instructions: |
     Review it.
@@ -188,7 +188,7 @@ describe('YAML', () => {
   memoryScope: session
 - id: ${b}
   name: YAML B
-  role: tester
+  role: test-tester
   model: default
   instructions: ${bInstructions}
   tools: []
@@ -211,15 +211,15 @@ describe('YAML', () => {
     expect((await stack.api('GET', `/v1/agents/${b}`)).body).toMatchObject({ version: 2, instructions: 'Test it twice.', memoryScope: 'none' });
 
     // One agent (not a list) works too.
-    const single = await postYaml(`id: ${uid('yaml-single')}\nname: S\nrole: coder\nmodel: default\ninstructions: x\ntools: []\npermissions: []\nmemoryScope: none\n`);
+    const single = await postYaml(`id: ${uid('yaml-single')}\nname: S\nrole: test-coder\nmodel: default\ninstructions: x\ntools: []\npermissions: []\nmemoryScope: none\n`);
     expect(single.body.data).toHaveLength(1);
   });
 
   it('is all or nothing, naming the bad item and field', async () => {
     const good = uid('yaml-good');
     const res = await postYaml(`
-- { id: ${good}, name: G, role: coder, model: default, instructions: x, tools: [], permissions: [], memoryScope: none }
-- { id: ${uid('yaml-bad')}, name: B, role: coder, model: default, instructions: x, tools: [teleport], permissions: [], memoryScope: none }
+- { id: ${good}, name: G, role: test-coder, model: default, instructions: x, tools: [], permissions: [], memoryScope: none }
+- { id: ${uid('yaml-bad')}, name: B, role: test-coder, model: default, instructions: x, tools: [teleport], permissions: [], memoryScope: none }
 `);
     expectError(res, 400, 'bad_request');
     expect(res.body.error.message).toContain('1.tools.0: unknown tool "teleport"');

@@ -20,7 +20,7 @@ beforeAll(async () => {
   await stack.agent('cli-note', 'note-then-answer');
   await stack.agent('cli-exhausted', 'exhausted');
   await stack.agent('cli-slow', 'slow');
-  await stack.agent('cli-env', 'write-env', { role: 'coder', tools: ['write_file'], permissions: ['read', 'write'], memoryScope: 'none' });
+  await stack.agent('cli-env', 'write-env', { role: 'test-coder', tools: ['write_file'], permissions: ['read', 'write'], memoryScope: 'none' });
 });
 afterAll(async () => {
   await stack?.stop();

@@ -21,7 +21,7 @@ afterAll(async () => {
 });
 
 async function coder(id: string, scenario: string, permissions = ['read', 'write', 'exec']) {
-  return stack.agent(id, scenario, { role: 'coder', tools: CODING, permissions, memoryScope: 'none' });
+  return stack.agent(id, scenario, { role: 'test-coder', tools: CODING, permissions, memoryScope: 'none' });
 }
 async function start(body: Record<string, unknown>): Promise<string> {
   const res = await stack.api('POST', '/v1/sessions', body);
@@ -131,7 +131,7 @@ describe('a coding session on a repository', () => {
   it('turns an approval nobody decides into a denial when it times out; deciding it afterwards is a 409', async () => {
     const short = await startStack({ approvalTimeoutMs: 1_500, config: { workspacesDir: mkdtempSync(path.join(os.tmpdir(), 'troupe-ws-')) } });
     try {
-      await short.agent('c-env-timeout', 'write-env', { role: 'coder', tools: CODING, permissions: ['read', 'write'], memoryScope: 'none' });
+      await short.agent('c-env-timeout', 'write-env', { role: 'test-coder', tools: CODING, permissions: ['read', 'write'], memoryScope: 'none' });
       const repo = makeRepo();
       const created = await short.api('POST', '/v1/sessions', { goal: 'add a .env', agent: 'c-env-timeout', repo });
       const id = created.body.id as string;

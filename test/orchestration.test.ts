@@ -219,6 +219,8 @@ describe('orchestrated sessions', () => {
     }
   }, 90_000);
 
+  // Routing by role picks the first agent (by id) with that role, so other test files (which share this database)
+  // give their own agents test-only roles rather than `coder` or `reviewer`.
   it('runs the shipped default set out of the box: the planner plans, the coder and the reviewer are chosen by role', async () => {
     const id = await start({ goal: 'Add a --verbose flag to the CLI', agent: 'planner' });
     const s = await stack.waitForStatus(id, (x) => x.statusReason === 'awaiting_input' || x.status === 'failed');

@@ -131,7 +131,7 @@ describe('a worker killed mid-session', () => {
 
   it('leaves the worktree as if a mutating command ran once or not at all when the worker dies in the middle of it', async () => {
     const first = await spawnWorker();
-    const agent = await stack.agent('c-slow-mutator', 'slow-mutation', { role: 'coder', tools: ['run_command'], permissions: ['read', 'write', 'exec'], memoryScope: 'none' });
+    const agent = await stack.agent('c-slow-mutator', 'slow-mutation', { role: 'test-coder', tools: ['run_command'], permissions: ['read', 'write', 'exec'], memoryScope: 'none' });
     const repo = makeRepo();
     const id = (await stack.api('POST', '/v1/sessions', { goal: 'write two files', agent, repo })).body.id as string;
 
