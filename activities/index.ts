@@ -6,7 +6,7 @@
 import { ApplicationFailure, Context } from '@temporalio/activity';
 import { TroupeError } from '../core/errors';
 import { ModelResponse, type ChatMessage, type ToolResultBlock, type ToolUseBlock } from '../core/model';
-import type { AgentDefinition } from '../core/schemas';
+import { parseMcpToolName, type AgentDefinition } from '../core/schemas';
 import type { SessionSnapshot } from '../core/session';
 import type { TaskSnapshot } from '../core/orchestrator';
 import { blackboardSection } from '../core/context';
@@ -17,6 +17,7 @@ import { appendTraceEvents, type NewTraceEvent } from '../lib/db/trace';
 import type { Logger } from '../lib/logger';
 import type { ResolvedModel } from './models/registry';
 import type { ToolRegistry } from './tools';
+import type { McpClientManager } from './tools/mcp-client';
 import { CODING_TOOL_META, resolveToolFacts, type WorkspaceContext } from './tools/coding';
 import { evaluate, type GuardrailDecision, type Policy } from '../core/policy';
 import { redactString } from '../core/redact';
@@ -26,6 +27,8 @@ export type ActivityDeps = {
   db: Db;
   resolveModel: (model: string, role?: string) => ResolvedModel;
   tools: ToolRegistry;
+  /** Tools of the agents' external MCP servers (`mcp__<server>__<tool>`); absent: agents get none. */
+  mcp?: McpClientManager;
   logger: Logger;
   /** Max output tokens per model call. */
   maxTokens?: number;
@@ -261,7 +264,8 @@ export function createActivities(deps: ActivityDeps) {
         memoryScope: input.agent.memoryScope,
       });
       const system = input.agent.instructions + blackboardSection(entries);
-      const tools = deps.tools.specs(input.tools ?? input.agent.tools);
+      const toolNames = input.tools ?? input.agent.tools;
+      const tools = [...deps.tools.specs(toolNames), ...((await deps.mcp?.specs(input.agent, toolNames)) ?? [])];
       const recordFrom = Math.min(input.recordFrom ?? 0, input.messages.length);
       await appendTraceEvents(db, input.sessionId, [
         {
@@ -398,7 +402,9 @@ export function createActivities(deps: ActivityDeps) {
       const runId = ctx.info.workflowExecution?.runId ?? 'unknown';
       const stepKey = `${input.keyPrefix ?? ''}${input.step}:${call.id}`;
       const errorResult = (content: string): ToolResultBlock => ({ type: 'tool_result', toolUseId: call.id, content, isError: true });
-      const tool = agent.tools.includes(call.name) ? deps.tools.get(call.name) : undefined;
+      const tool = parseMcpToolName(call.name)
+        ? await deps.mcp?.tool(agent, call.name)
+        : agent.tools.includes(call.name) ? deps.tools.get(call.name) : undefined;
       if (!tool) return errorResult(`unknown tool "${call.name}"; available: ${agent.tools.join(', ') || '(none)'}`);
       const args = tool.input.safeParse(call.input);
       if (!args.success) {

@@ -9,7 +9,8 @@
  *                  handoff, submit_plan: none), plus `network` when the call asks for network and `git` when it runs a
  *                  remote git operation (push, fetch, pull, clone, remote, ls-remote; also inside `sh -c`). Missing
  *                  → deny, naming the permission. No policy rule can grant a permission. A tool missing from the table
- *                  is denied here too.
+ *                  is denied here too. Tools of an agent's MCP servers (`mcp__<server>__<tool>`) need `mcp`
+ *                  (`mcp:<server glob>` covers only the servers it matches).
  *   2. deny_rule   Any matching deny rule → deny. Deny always wins, whatever ask or allow rules and risk say.
  *   3. ask_rule    Any matching ask rule → ask.
  *   4. risk        Risk score (core/risk.ts) ≥ policy.askAboveRisk → ask.
@@ -52,7 +53,7 @@ import {
   type RiskScore,
   type ToolCallFacts,
 } from './risk';
-import { PERMISSION_VERBS } from './schemas';
+import { parseMcpToolName, PERMISSION_VERBS } from './schemas';
 
 export { GIT_REMOTE_SUBCOMMANDS, TOOL_PERMISSIONS, toolVerb, type RiskReason, type RiskScore, type ToolCallFacts } from './risk';
 
@@ -258,6 +259,9 @@ export function permissionProblem(facts: ToolCallFacts, required: readonly strin
       if (facts.paths.length === 0) return `${agent} may ${verb} only ${list(narrows)}, and ${facts.tool} names no path`;
       const outside = facts.paths.filter((path) => !narrows.some((g) => safeGlob(g, path)));
       if (outside.length > 0) return `${agent} may ${verb} only ${list(narrows)}, not ${list(outside)}`;
+    } else if (verb === 'mcp') {
+      const server = parseMcpToolName(facts.tool)?.server ?? '';
+      if (!narrows.some((g) => safeGlob(g, server))) return `${agent} may use only the MCP servers ${list(narrows)}, not "${server}"`;
     } else if (verb === 'git') {
       const ops = gitRemoteOperations(facts.command);
       const denied = ops.filter((op) => !narrows.some((n) => narrowCommandMatches(n, op)));

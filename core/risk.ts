@@ -47,12 +47,13 @@ export type ToolCallFacts = {
 };
 
 export const PERMISSION_NONE = 'none' as const;
-export type ToolVerb = 'read' | 'write' | 'exec' | typeof PERMISSION_NONE;
+export type ToolVerb = 'read' | 'write' | 'exec' | 'mcp' | typeof PERMISSION_NONE;
 
 /**
  * The permission verb each tool needs (re-exported by core/policy.ts, which documents it). run_command also needs
  * `network` when the call asks for network, and `git` for remote git operations (GIT_REMOTE_SUBCOMMANDS). A tool
- * missing from this table is denied.
+ * missing from this table is denied, except the tools of an agent's MCP servers (`mcp__<server>__<tool>`): they need
+ * `mcp`.
  */
 export const TOOL_PERMISSIONS: Readonly<Record<string, ToolVerb>> = {
   read_file: 'read',
@@ -71,8 +72,12 @@ export const TOOL_PERMISSIONS: Readonly<Record<string, ToolVerb>> = {
 
 /** The verb a tool needs, or undefined for a tool outside TOOL_PERMISSIONS (own keys only: not `constructor`). */
 export function toolVerb(tool: string): ToolVerb | undefined {
+  if (MCP_TOOL.test(tool)) return 'mcp';
   return Object.hasOwn(TOOL_PERMISSIONS, tool) ? TOOL_PERMISSIONS[tool] : undefined;
 }
+
+/** An MCP server's tool, namespaced (core/schemas.ts parseMcpToolName). */
+const MCP_TOOL = /^mcp__[a-z][a-z0-9-]{0,31}__./;
 
 /** git subcommands that talk to a remote: they need the `git` permission. */
 export const GIT_REMOTE_SUBCOMMANDS: readonly string[] = ['push', 'fetch', 'pull', 'clone', 'remote', 'ls-remote'];

@@ -7,9 +7,10 @@ export type MemoryScope = z.infer<typeof MemoryScope>;
 
 /**
  * Permission verbs an agent may hold, optionally narrowed by a path glob or pattern after a colon
- * (`exec`, `write:src/**`). The guardrails enforce them before any policy rule.
+ * (`exec`, `write:src/**`, `mcp:github`). The guardrails enforce them before any policy rule. `mcp` covers the tools
+ * of the agent's external MCP servers (`mcp:<server glob>` narrows it to some servers).
  */
-export const PERMISSION_VERBS = ['read', 'write', 'exec', 'network', 'git'] as const;
+export const PERMISSION_VERBS = ['read', 'write', 'exec', 'network', 'git', 'mcp'] as const;
 export const Permission = z
   .string()
   .regex(/^[a-z][a-z0-9_]*(:[^\s]+)?$/, 'permission like "exec" or "write:src/**"')
@@ -29,6 +30,35 @@ export const AgentRetry = z
   .strict();
 export type AgentRetry = z.infer<typeof AgentRetry>;
 
+/** Name of an agent's MCP server: its tools are offered as `mcp__<server>__<tool>`. */
+export const McpServerName = z.string().regex(/^[a-z][a-z0-9-]{0,31}$/, 'lowercase letters, digits and dashes, starting with a letter (at most 32)');
+
+/** An external MCP server an agent uses: a stdio command (argv) or a Streamable HTTP URL, exactly one of them. */
+export const McpServerConfig = z
+  .object({
+    name: McpServerName,
+    /** argv of a stdio server, e.g. ["npx", "-y", "@modelcontextprotocol/server-everything"]. */
+    command: z.array(z.string().min(1).max(4096)).min(1).max(100).optional(),
+    /** Streamable HTTP endpoint. */
+    url: z.url({ protocol: /^https?$/ }).max(4096).optional(),
+    /** Extra environment of a stdio server (on top of a minimal safe default: PATH, HOME, …). */
+    env: z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'environment variable name'), z.string().max(10_000)).optional(),
+    /** Allow-list of the server's tool names (its own names, not namespaced); default: all of them. */
+    tools: z.array(z.string().min(1).max(128)).max(200).optional(),
+  })
+  .strict()
+  .refine((s) => (s.command === undefined) !== (s.url === undefined), {
+    message: 'an MCP server needs exactly one of "command" (stdio argv) or "url" (Streamable HTTP)',
+  });
+export type McpServerConfig = z.infer<typeof McpServerConfig>;
+
+export const MCP_TOOL_PREFIX = 'mcp__';
+/** `mcp__<server>__<tool>` → its parts (tool may be `*` in an agent's tool list), or null for another name. */
+export function parseMcpToolName(name: string): { server: string; tool: string } | null {
+  const m = /^mcp__([a-z][a-z0-9-]{0,31})__(.+)$/.exec(name);
+  return m ? { server: m[1]!, tool: m[2]! } : null;
+}
+
 /** The spec's AgentDefinition plus optional policy fields. Strict: an unknown field is an error, not ignored. */
 export const AgentDefinition = z
   .object({
@@ -45,6 +75,8 @@ export const AgentDefinition = z
     retry: AgentRetry.optional(),
     /** Deadline of a task run by this agent (all attempts together). */
     timeoutSeconds: z.number().int().min(1).max(7 * 24 * 3600).optional(),
+    /** External MCP servers; their tools are listed in `tools` as `mcp__<server>__<tool>` or `mcp__<server>__*`. */
+    mcpServers: z.array(McpServerConfig).max(20).optional(),
   })
   .strict();
 export type AgentDefinition = z.infer<typeof AgentDefinition>;

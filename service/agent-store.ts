@@ -8,7 +8,7 @@
  * use the store while `service/agents.ts` uses the file loader (no import cycle).
  */
 import { TroupeError } from '../core/errors';
-import { AgentDefinition, type VersionedAgent } from '../core/schemas';
+import { AgentDefinition, parseMcpToolName, type VersionedAgent } from '../core/schemas';
 import { KNOWN_PROVIDERS } from '../activities/models/registry';
 import { createToolRegistry } from '../activities/tools/index';
 import { Prisma } from '../generated/prisma/client';
@@ -56,11 +56,24 @@ export function checkAgent(input: unknown): { definition?: AgentDefinition; prob
   const problems: Problem[] = [];
   const known = toolNames();
   const seen = new Set<string>();
+  const servers = new Map<string, NonNullable<AgentDefinition['mcpServers']>[number]>();
+  def.mcpServers?.forEach((server, i) => {
+    if (servers.has(server.name)) problems.push({ path: `mcpServers.${i}.name`, message: `duplicate MCP server "${server.name}"` });
+    servers.set(server.name, server);
+  });
   def.tools.forEach((tool, i) => {
     const path = `tools.${i}`;
     if (seen.has(tool)) problems.push({ path, message: `duplicate tool "${tool}"` });
     seen.add(tool);
-    if (!known.includes(tool)) {
+    const mcp = parseMcpToolName(tool);
+    if (mcp) {
+      const server = servers.get(mcp.server);
+      if (!server) {
+        problems.push({ path, message: `tool "${tool}" names MCP server "${mcp.server}", which the agent does not declare in mcpServers` });
+      } else if (mcp.tool !== '*' && server.tools && !server.tools.includes(mcp.tool)) {
+        problems.push({ path, message: `tool "${mcp.tool}" is not in MCP server "${mcp.server}"'s tools allow-list (${server.tools.join(', ')})` });
+      }
+    } else if (!known.includes(tool)) {
       problems.push({ path, message: `unknown tool "${tool}" (known tools: ${known.join(', ')})` });
     } else if (BLACKBOARD_TOOLS.has(tool) && def.memoryScope === 'none') {
       problems.push({
@@ -137,6 +150,7 @@ function canonical(def: AgentDefinition): string {
     description: def.description,
     retry: def.retry ? { maxAttempts: def.retry.maxAttempts, backoffSeconds: def.retry.backoffSeconds } : undefined,
     timeoutSeconds: def.timeoutSeconds,
+    mcpServers: def.mcpServers?.map((m) => ({ name: m.name, command: m.command, url: m.url, env: m.env, tools: m.tools })),
   });
 }
 
@@ -160,6 +174,7 @@ function definitionOfRow(row: AgentRow): AgentDefinition {
       ...(row.description !== null ? { description: row.description } : {}),
       ...(row.retry !== null ? { retry: row.retry } : {}),
       ...(row.timeoutSeconds !== null ? { timeoutSeconds: row.timeoutSeconds } : {}),
+      ...(row.mcpServers !== null ? { mcpServers: row.mcpServers } : {}),
     },
     `agent "${row.id}"`,
   );
@@ -191,6 +206,7 @@ function columns(def: AgentDefinition) {
     description: def.description ?? null,
     retry: def.retry ?? Prisma.DbNull,
     timeoutSeconds: def.timeoutSeconds ?? null,
+    mcpServers: def.mcpServers ? (def.mcpServers as object[]) : Prisma.DbNull,
   };
 }
 
@@ -205,7 +221,7 @@ async function applyInTx(tx: Tx, def: AgentDefinition, source: string, mode: 'cr
   const maxStored = (await tx.agentVersion.aggregate({ where: { agentId: def.id }, _max: { version: true } }))._max.version ?? 0;
   const fresh = maxStored + 1;
   const inserted = await tx.agentDefinition.createMany({
-    data: [{ id: def.id, ...columns(def), retry: def.retry ?? undefined, version: fresh, source }],
+    data: [{ id: def.id, ...columns(def), retry: def.retry ?? undefined, mcpServers: def.mcpServers ? (def.mcpServers as object[]) : undefined, version: fresh, source }],
     skipDuplicates: true,
   });
   if (inserted.count === 1) {

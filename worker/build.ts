@@ -6,6 +6,7 @@ import { createAnthropicProvider } from '../activities/models/anthropic';
 import { createModelResolver } from '../activities/models/registry';
 import { createScriptedProvider } from '../activities/models/scripted';
 import { createToolRegistry } from '../activities/tools';
+import { createMcpClientManager } from '../activities/tools/mcp-client';
 import { loadPolicy } from '../lib/policy-files';
 import { resolveSandbox, runCommand } from '../lib/sandbox';
 import type { Config } from '../lib/config';
@@ -65,10 +66,13 @@ export async function createTroupeWorker(opts: {
     ...(anthropic ? {} : { defaultByRole: OFFLINE_BY_ROLE }),
   });
   const sandbox = await resolveSandbox({ mode: config.sandbox }, logger);
+  // Connections to the agents' MCP servers live as long as the worker runs (closed when run() returns).
+  const mcp = createMcpClientManager({ logger });
   const activities = createActivities({
     db: opts.db,
     resolveModel,
     tools: createToolRegistry(),
+    mcp,
     logger,
     policy: loadPolicy(config.policyFile),
     workspacesDir: config.workspacesDir,
@@ -76,7 +80,7 @@ export async function createTroupeWorker(opts: {
     // Commands never get the network: the sandbox shares none (policy cannot widen it yet).
     runCommand: (o) => runCommand({ ...o, sandbox, network: false }),
   });
-  return Worker.create({
+  const worker = await Worker.create({
     connection: opts.connection,
     namespace: config.temporalNamespace,
     taskQueue: opts.taskQueue ?? config.taskQueue,
@@ -84,4 +88,13 @@ export async function createTroupeWorker(opts: {
     activities,
     shutdownGraceTime: '10 seconds',
   });
+  const run = worker.run.bind(worker);
+  worker.run = async () => {
+    try {
+      await run();
+    } finally {
+      await mcp.close();
+    }
+  };
+  return worker;
 }
