@@ -15,7 +15,6 @@ import { makeRepo } from './support/repo';
 import { startStack, type Stack } from './support/stack';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const ENTRY = "import('./cli/acp.ts').then((m) => m.runAcp({ url: process.env.U, token: process.env.T }))";
 
 let stack: Stack;
 const children: ChildProcessWithoutNullStreams[] = [];
@@ -33,9 +32,10 @@ afterAll(async () => {
 
 /** `troupe acp` as a child process with its agent from TROUPE_ACP_AGENT. */
 function spawnAgent(agent: string) {
-  const child = spawn(process.execPath, ['--import', 'tsx', '-e', ENTRY], {
+  // The real binary, as an editor would start it: `troupe acp --url … --token …`.
+  const child = spawn(process.execPath, [path.join(ROOT, 'bin', 'troupe'), 'acp', '--url', stack.baseUrl, '--token', stack.token], {
     cwd: ROOT,
-    env: { ...process.env, U: stack.baseUrl, T: stack.token, TROUPE_ACP_AGENT: agent },
+    env: { ...process.env, TROUPE_ACP_AGENT: agent },
     stdio: ['pipe', 'pipe', 'pipe'],
   });
   children.push(child);
