@@ -117,14 +117,8 @@ export async function orchestratedSessionWorkflow(input: OrchestratedSessionInpu
           workflowId: taskWorkflowId(spec.taskId, spec.run),
           args: [
             {
+              ...spec,
               sessionId: state.sessionId,
-              taskId: spec.taskId,
-              attempt: spec.attempt,
-              run: spec.run,
-              agent: spec.agent,
-              prompt: spec.prompt,
-              handoffTargets: spec.handoffTargets,
-              maxModelCalls: spec.maxModelCalls,
               project: state.project,
               ...(workspace ? { workspace } : {}),
               ...(input.approvalTimeoutMs ? { approvalTimeoutMs: input.approvalTimeoutMs } : {}),

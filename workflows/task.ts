@@ -12,19 +12,13 @@ import { runToolCalls } from './tool-calls';
 import { checkHandoff, initialAgentLoop, nextAgentNode, reduceAgent, type AgentLoopState, type AgentNode, type AgentResult, type TaskOutcome } from '../core/agent-loop';
 import { HANDOFF_TOOL } from '../core/handoff';
 import type { ToolResultBlock } from '../core/model';
-import type { VersionedAgent } from '../core/schemas';
+import type { DispatchSpec } from '../core/orchestrator';
 import type { EventDraft } from '../core/session';
 import { callModelNode, store } from './common';
 
-export type TaskWorkflowInput = {
+/** One run of a task: what the orchestrator decided to dispatch (core/orchestrator.ts) plus the session's context. */
+export type TaskWorkflowInput = DispatchSpec & {
   sessionId: string;
-  taskId: string;
-  attempt: number;
-  run: number;
-  agent: VersionedAgent;
-  prompt: string;
-  handoffTargets: string[];
-  maxModelCalls: number;
   project: string | null;
   /** The session's worktree when it names a repository (tasks of such a session run one at a time). */
   workspace?: Workspace;
